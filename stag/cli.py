@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     toolchain.activate()
     try:
         return args.run(args)
-    except (ConfigError, CosimFailure, FileNotFoundError) as exc:
+    except (ConfigError, CosimFailure, OSError) as exc:
         print(f"stag {args.command}: error: {exc}", file=sys.stderr)
         return 1
 
