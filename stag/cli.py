@@ -8,11 +8,11 @@ import sys
 from hw.config import ConfigError
 from sim import toolchain
 from sim.runner import CosimFailure
-from stag.commands import demo, doctor, generate, sim
+from stag.commands import demo, doctor, generate, sim, synth
 
 __all__ = ["main"]
 
-_COMMANDS = (generate, sim, demo, doctor)
+_COMMANDS = (generate, sim, synth, demo, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     toolchain.activate()
     try:
         return args.run(args)
-    except (ConfigError, CosimFailure, OSError) as exc:
+    except (ConfigError, CosimFailure, OSError, RuntimeError, ValueError) as exc:
         print(f"stag {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

