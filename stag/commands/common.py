@@ -9,12 +9,18 @@ from hw.config import PRESETS, StagConfig, load_config, preset
 __all__ = ["add_design_arguments", "config_from_args"]
 
 
-def add_design_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--preset NAME | --config FILE`` (exactly one; default: the ``default`` preset)."""
+def add_design_arguments(parser: argparse.ArgumentParser, *, work: bool = True) -> None:
+    """``--preset NAME | --config FILE`` (default: the ``default`` preset), ``--out DIR`` where
+    designs are generated, and (with ``work``) ``--work DIR`` for builds, runs and reports."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", metavar="NAME",
                        help=f"a named configuration: {', '.join(sorted(PRESETS))} (default: default)")
     group.add_argument("--config", metavar="FILE", help="a TOML configuration file (see configs/)")
+    parser.add_argument("--out", default="rtl_out", metavar="DIR",
+                        help="parent directory of the design directory (default: rtl_out)")
+    if work:
+        parser.add_argument("--work", default="sim_build", metavar="DIR",
+                            help="directory for builds, simulation runs and reports (default: sim_build)")
 
 
 def config_from_args(args: argparse.Namespace) -> StagConfig:

@@ -26,8 +26,6 @@ def add_parser(subparsers) -> None:
     add_design_arguments(parser)
     parser.add_argument("--seeds", type=seed_list, default=[1, 2], metavar="N,N,...",
                         help="random seeds (default: 1,2)")
-    parser.add_argument("--out", default="rtl_out", metavar="DIR", help="design output root (default: rtl_out)")
-    parser.add_argument("--work", default="sim_build", metavar="DIR", help="build directory (default: sim_build)")
     parser.set_defaults(run=run)
 
 

@@ -16,9 +16,7 @@ def add_parser(subparsers) -> None:
         "generate", help="generate Verilog for a configuration",
         description="Write rtl_out/<name>/: the Verilog, <name>.ports.json, <name>.config.json "
                     "and the filelist <name>.f. Output is deterministic and written atomically.")
-    add_design_arguments(parser)
-    parser.add_argument("--out", default="rtl_out", metavar="DIR",
-                        help="parent directory of the design directory (default: rtl_out)")
+    add_design_arguments(parser, work=False)
     parser.set_defaults(run=run)
 
 

@@ -35,9 +35,6 @@ def add_parser(subparsers) -> None:
                         help="simulator(s) to run (default: both)")
     parser.add_argument("--seeds", type=seed_list, default=[1], metavar="N,N,...",
                         help="random seeds of stimulus and stalls (default: 1)")
-    parser.add_argument("--out", default="rtl_out", metavar="DIR", help="design output root (default: rtl_out)")
-    parser.add_argument("--work", default="sim_build", metavar="DIR",
-                        help="build and run directory (default: sim_build)")
     parser.set_defaults(run=run)
 
 

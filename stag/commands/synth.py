@@ -22,8 +22,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-pnr", action="store_true", help="cell counts only, skip place and route")
     parser.add_argument("--freq", type=float, default=100.0, metavar="MHZ",
                         help="target clock for nextpnr (default: 100); the achieved Fmax is reported either way")
-    parser.add_argument("--out", default="rtl_out", metavar="DIR", help="design output root (default: rtl_out)")
-    parser.add_argument("--work", default="sim_build", metavar="DIR", help="work directory (default: sim_build)")
     parser.set_defaults(run=run)
 
 
