@@ -41,8 +41,9 @@ lint: setup
 demo: setup
 	$(BIN)/stag demo
 
+# Measured benchmarks (not part of `make test`): results are printed and written to benchmarks/results/.
 bench: setup
-	@echo "no benchmarks yet"
+	$(BIN)/python benchmarks/golden_step_time.py
 
 clean:
-	rm -rf sim_build rtl_out/*/ .pytest_cache .ruff_cache
+	rm -rf sim_build runs rtl_out/*/ .pytest_cache .ruff_cache

@@ -8,11 +8,11 @@ import sys
 from hw.config import ConfigError
 from sim import toolchain
 from sim.runner import CosimFailure
-from stag.commands import demo, doctor, generate, sim, synth
+from stag.commands import demo, doctor, generate, sim, synth, train
 
 __all__ = ["main"]
 
-_COMMANDS = (generate, sim, synth, demo, doctor)
+_COMMANDS = (generate, sim, synth, train, demo, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
