@@ -1,0 +1,216 @@
+"""The accelerator's command set: tile GEMM with operand sparsity and output mask, and drain.
+
+Semantics (exact, integer; ``ref.contract.evaluate`` is the executable definition):
+
+- ``TileGemm(acc, a, b, out_mask, accumulate)``::
+
+      C[acc] = wrap( M ⊙ (A·B) + (M ⊙ C[acc] if accumulate else 0) )
+
+  A is [tile_m, tile_k], B is [tile_k, tile_n], M is [tile_m, tile_n] (all ones when None).
+  Masked-off outputs (M = 0) are never computed and read as exactly 0 afterwards: their old
+  accumulator value is cleared too, so a masked-off output never leaks a stale partial sum.
+  ``wrap`` is two's complement modulo 2**acc_bits (the RTL's accumulator width).
+- ``Drain(acc, shift, out_bits, rounding, relu)``: read C[acc] out (the accumulator keeps its
+  value). With ``out_bits`` set: ``saturate(shift_round(C, shift, rounding), out_bits)`` (symmetric
+  range ±(2**(out_bits-1) - 1), as ``ref.numerics.requantize``), then ``max(., 0)`` if ``relu``.
+  With ``out_bits=None``: raw int64 read-out (``shift`` must be 0), then ReLU if ``relu``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from ref.contract.formats import BitmapTile, decode_bitmap, encode_bitmap
+
+FORMATS: tuple[str, ...] = ("dense", "bitmap")
+ROUNDINGS: tuple[str, ...] = ("half_away", "half_even", "floor")
+MAX_ACC_BITS = 64  # int64 evaluation wraps modulo 2**64 natively, so any width up to 64 is exact
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True, eq=False)
+class Operand:
+    """A GEMM operand tile tagged with its storage format.
+
+    ``format == "dense"``: ``data`` is a 2-D int64 tensor. ``format == "bitmap"``: ``data`` is a
+    BitmapTile. Build with ``Operand.dense(t)`` / ``Operand.bitmap(t)`` (the latter encodes t).
+    """
+
+    format: Literal["dense", "bitmap"]
+    data: torch.Tensor | BitmapTile
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+        if self.format == "bitmap":
+            if not isinstance(self.data, BitmapTile):
+                raise ValueError("data must be a BitmapTile when format is 'bitmap'")
+        elif not isinstance(self.data, torch.Tensor) or self.data.dtype != torch.int64 or self.data.dim() != 2:
+            raise ValueError("data must be a 2-D int64 tensor when format is 'dense'")
+
+    @classmethod
+    def dense(cls, tile: torch.Tensor) -> Operand:
+        return cls("dense", tile)
+
+    @classmethod
+    def bitmap(cls, tile: torch.Tensor | BitmapTile) -> Operand:
+        return cls("bitmap", tile if isinstance(tile, BitmapTile) else encode_bitmap(tile))
+
+    @classmethod
+    def of(cls, tile: torch.Tensor, format: str) -> Operand:
+        """Wrap a dense int64 tile in the named format ("dense" or "bitmap")."""
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        return cls.bitmap(tile) if format == "bitmap" else cls.dense(tile)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        if isinstance(self.data, BitmapTile):
+            return self.data.shape
+        return (int(self.data.shape[0]), int(self.data.shape[1]))
+
+    def to_dense(self) -> torch.Tensor:
+        """The dense int64 tile this operand represents."""
+        return decode_bitmap(self.data) if isinstance(self.data, BitmapTile) else self.data
+
+    def nonzero(self) -> torch.Tensor:
+        """Bool tile, True where the element is nonzero (the bitmap the scheduler sees)."""
+        return self.data.bitmap if isinstance(self.data, BitmapTile) else self.data != 0
+
+
+@dataclass(frozen=True, eq=False)
+class TileGemm:
+    """``C[acc] = M ⊙ (A·B) (+ M ⊙ C[acc])``; see the module docstring for exact semantics."""
+
+    acc: int
+    a: Operand
+    b: Operand
+    out_mask: torch.Tensor | None = None
+    accumulate: bool = False
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.acc) or self.acc < 0:
+            raise ValueError(f"acc must be a non-negative int, got {self.acc!r}")
+        if not isinstance(self.a, Operand) or not isinstance(self.b, Operand):
+            raise ValueError("a and b must be Operand instances")
+        m, k = self.a.shape
+        k2, n = self.b.shape
+        if k != k2:
+            raise ValueError(f"a is [{m}, {k}] but b is [{k2}, {n}]: inner dimensions must match")
+        if self.out_mask is not None:
+            if not isinstance(self.out_mask, torch.Tensor) or self.out_mask.dtype != torch.bool:
+                raise ValueError("out_mask must be a bool tensor or None")
+            if tuple(self.out_mask.shape) != (m, n):
+                raise ValueError(f"out_mask must have shape {(m, n)}, got {tuple(self.out_mask.shape)}")
+        if not isinstance(self.accumulate, bool):
+            raise ValueError(f"accumulate must be a bool, got {self.accumulate!r}")
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Read accumulator ``acc`` out, requantized (``out_bits`` set) or raw (``out_bits=None``)."""
+
+    acc: int
+    shift: int = 0
+    out_bits: int | None = None
+    rounding: Literal["half_away", "half_even", "floor"] = "half_away"
+    relu: bool = False
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.acc) or self.acc < 0:
+            raise ValueError(f"acc must be a non-negative int, got {self.acc!r}")
+        if not _is_int(self.shift) or not 0 <= self.shift <= 62:
+            raise ValueError(f"shift must be an int in [0, 62], got {self.shift!r}")
+        if self.out_bits is None:
+            if self.shift != 0:
+                raise ValueError(f"shift must be 0 for a raw drain (out_bits=None), got {self.shift}")
+        elif not _is_int(self.out_bits) or not 2 <= self.out_bits <= 32:
+            raise ValueError(f"out_bits must be None or an int in [2, 32], got {self.out_bits!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
+        if not isinstance(self.relu, bool):
+            raise ValueError(f"relu must be a bool, got {self.relu!r}")
+
+
+Command = TileGemm | Drain
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where a drained tile lands in the program's output matrix.
+
+    The tile's top-left ``rows x cols`` block is written at ``[row0:row0+rows, col0:col0+cols]``;
+    the rest of the tile is zero padding of a ragged edge and is dropped.
+    """
+
+    row0: int
+    col0: int
+    rows: int
+    cols: int
+
+    def __post_init__(self) -> None:
+        for name in ("row0", "col0", "rows", "cols"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """A sequence of commands plus the machine parameters it assumes.
+
+    Fields:
+        commands:      TileGemm / Drain commands, executed in order.
+        acc_bits:      accumulator width; every accumulator wraps modulo 2**acc_bits (two's complement).
+        tile_m, tile_n, tile_k: the fixed tile sizes; every TileGemm's A is [tile_m, tile_k],
+                       B is [tile_k, tile_n] (ragged edges are zero-padded by the lowering).
+        output_shape:  (rows, cols) of the output matrix the drains assemble into, or None.
+        drain_regions: one Region per Drain, in program order (required when output_shape is set).
+    """
+
+    commands: tuple[Command, ...]
+    acc_bits: int
+    tile_m: int
+    tile_n: int
+    tile_k: int
+    output_shape: tuple[int, int] | None = None
+    drain_regions: tuple[Region, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.acc_bits) or not 2 <= self.acc_bits <= MAX_ACC_BITS:
+            raise ValueError(f"acc_bits must be an int in [2, {MAX_ACC_BITS}], got {self.acc_bits!r}")
+        for name in ("tile_m", "tile_n", "tile_k"):
+            v = getattr(self, name)
+            if not _is_int(v) or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        n_drains = 0
+        for i, cmd in enumerate(self.commands):
+            if isinstance(cmd, TileGemm):
+                if cmd.a.shape != (self.tile_m, self.tile_k) or cmd.b.shape != (self.tile_k, self.tile_n):
+                    raise ValueError(
+                        f"commands[{i}]: a must be {(self.tile_m, self.tile_k)} and b {(self.tile_k, self.tile_n)}, "
+                        f"got {cmd.a.shape} and {cmd.b.shape}"
+                    )
+            elif isinstance(cmd, Drain):
+                n_drains += 1
+            else:
+                raise ValueError(f"commands[{i}] must be a TileGemm or Drain, got {type(cmd).__name__}")
+        if self.output_shape is not None and len(self.drain_regions) != n_drains:
+            raise ValueError(
+                f"drain_regions must have one Region per Drain ({n_drains}), got {len(self.drain_regions)}"
+            )
+        if self.output_shape is None and self.drain_regions:
+            raise ValueError("drain_regions requires output_shape")
+        for j, reg in enumerate(self.drain_regions):
+            if reg.rows > self.tile_m or reg.cols > self.tile_n:
+                raise ValueError(f"drain_regions[{j}] is larger than a tile ({self.tile_m}x{self.tile_n})")
+            if self.output_shape is not None and (
+                reg.row0 + reg.rows > self.output_shape[0] or reg.col0 + reg.cols > self.output_shape[1]
+            ):
+                raise ValueError(f"drain_regions[{j}] falls outside output_shape {self.output_shape}")

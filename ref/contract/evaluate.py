@@ -1,0 +1,121 @@
+"""Bit-exact integer evaluator of accelerator programs (the expected values for the RTL).
+
+Everything here is int64 / bool tensor arithmetic; no float is touched. Accumulators wrap modulo
+2**acc_bits in two's complement after every TileGemm. Because int64 arithmetic itself wraps modulo
+2**64 and 2**acc_bits divides 2**64, wrapping once per command equals wrapping after every MAC,
+which is what a hardware accumulator of acc_bits bits does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ref.contract.commands import Drain, Program, TileGemm
+from ref.numerics import requantize
+
+
+@dataclass(frozen=True)
+class CommandCount:
+    """Work of one command. For a Drain both MAC counts are 0.
+
+    dense_macs:     tile_m * tile_n * tile_k (every pair a dense array would issue, padding included).
+    effectual_macs: pairs (m, n, k) with A[m,k] != 0, B[k,n] != 0 and M[m,n] = 1 (what a
+                    zero-skipping scheduler issues).
+    """
+
+    index: int
+    kind: str
+    dense_macs: int
+    effectual_macs: int
+
+
+@dataclass(frozen=True, eq=False)
+class ProgramResult:
+    """Outcome of ``evaluate``.
+
+    tiles:  the drained int64 tiles [tile_m, tile_n], in program order.
+    output: int64 matrix of ``program.output_shape`` assembled from the tiles via drain_regions
+            (elements no region covers are 0), or None when the program declares no output.
+    counts: one CommandCount per command.
+    """
+
+    tiles: tuple[torch.Tensor, ...]
+    output: torch.Tensor | None
+    counts: tuple[CommandCount, ...]
+
+    @property
+    def dense_macs(self) -> int:
+        return sum(c.dense_macs for c in self.counts)
+
+    @property
+    def effectual_macs(self) -> int:
+        return sum(c.effectual_macs for c in self.counts)
+
+
+def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Reduce an int64 tensor to a two's-complement ``bits``-bit value (2 <= bits <= 64), as int64."""
+    if bits == 64:
+        return x  # int64 arithmetic already wrapped modulo 2**64
+    low = x & ((1 << bits) - 1)  # in [0, 2**bits)
+    neg = (low >> (bits - 1)) & 1  # sign bit of the bits-wide word
+    half = 1 << (bits - 1)
+    # Subtract 2**bits where the sign bit is set; done as two halves so bits == 63 stays in int64 range.
+    return low - neg * half - neg * half
+
+
+def effectual_count(a_nz: torch.Tensor, b_nz: torch.Tensor, mask: torch.Tensor | None) -> int:
+    """Number of (m, n, k) with a_nz[m,k] & b_nz[k,n] & mask[m,n]; integer matmul of the bitmaps."""
+    pairs = a_nz.to(torch.int64) @ b_nz.to(torch.int64)  # [m, n]: effectual k per output
+    if mask is not None:
+        pairs = pairs * mask.to(torch.int64)
+    return int(pairs.sum().item())
+
+
+def _gemm(cmd: TileGemm, accs: dict[int, torch.Tensor], acc_bits: int) -> int:
+    """Execute one TileGemm on ``accs`` in place; return its effectual MAC count."""
+    if cmd.accumulate and cmd.acc not in accs:
+        raise ValueError(f"TileGemm accumulates into acc {cmd.acc}, which no earlier TileGemm cleared")
+    prod = cmd.a.to_dense() @ cmd.b.to_dense()
+    if cmd.accumulate:
+        prod = prod + accs[cmd.acc]
+    if cmd.out_mask is not None:
+        # Masked-off outputs are not computed and their old partial sum is cleared: exactly 0.
+        prod = torch.where(cmd.out_mask, prod, torch.zeros((), dtype=torch.int64))
+    accs[cmd.acc] = wrap(prod, acc_bits)
+    return effectual_count(cmd.a.nonzero(), cmd.b.nonzero(), cmd.out_mask)
+
+
+def drain_tile(acc: torch.Tensor, cmd: Drain) -> torch.Tensor:
+    """Apply a Drain's read-out (requantize or raw, then optional ReLU) to an accumulator tile."""
+    out = acc.clone() if cmd.out_bits is None else requantize(acc, cmd.shift, cmd.out_bits, cmd.rounding)
+    return out.clamp_min(0) if cmd.relu else out
+
+
+def evaluate(program: Program) -> ProgramResult:
+    """Run ``program`` bit-exactly and return the drained tiles, the assembled output and work counts."""
+    accs: dict[int, torch.Tensor] = {}
+    tiles: list[torch.Tensor] = []
+    counts: list[CommandCount] = []
+    dense_per_gemm = program.tile_m * program.tile_n * program.tile_k
+    for i, cmd in enumerate(program.commands):
+        if isinstance(cmd, TileGemm):
+            eff = _gemm(cmd, accs, program.acc_bits)
+            counts.append(CommandCount(i, "tile_gemm", dense_per_gemm, eff))
+        else:
+            if cmd.acc not in accs:
+                raise ValueError(f"Drain reads acc {cmd.acc}, which no earlier TileGemm wrote")
+            tiles.append(drain_tile(accs[cmd.acc], cmd))
+            counts.append(CommandCount(i, "drain", 0, 0))
+    return ProgramResult(tiles=tuple(tiles), output=_assemble(program, tiles), counts=tuple(counts))
+
+
+def _assemble(program: Program, tiles: list[torch.Tensor]) -> torch.Tensor | None:
+    """Place each drained tile's valid block at its Region of the output matrix."""
+    if program.output_shape is None:
+        return None
+    out = torch.zeros(program.output_shape, dtype=torch.int64)
+    for tile, reg in zip(tiles, program.drain_regions, strict=True):
+        out[reg.row0 : reg.row0 + reg.rows, reg.col0 : reg.col0 + reg.cols] = tile[: reg.rows, : reg.cols]
+    return out

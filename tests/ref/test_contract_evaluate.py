@@ -1,0 +1,155 @@
+"""Evaluator semantics: GEMM, accumulate/clear, output mask, effectual counts, wrap, drain."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ref.contract import Drain, Operand, Program, Region, TileGemm, evaluate
+
+SEED = 20240611
+
+
+def _t(rows: list[list[int]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.int64)
+
+
+def _prog(cmds: list, tile: tuple[int, int, int], acc_bits: int = 32) -> Program:
+    return Program(tuple(cmds), acc_bits, *tile)
+
+
+ROUNDINGS = ("half_away", "half_even", "floor")
+
+
+@pytest.mark.parametrize("fmt_a", ["dense", "bitmap"])
+@pytest.mark.parametrize("fmt_b", ["dense", "bitmap"])
+def test_hand_computed_gemm(fmt_a: str, fmt_b: str) -> None:
+    a = _t([[1, 2, 0], [0, -1, 3]])  # [2, 3]
+    b = _t([[1, 0], [2, 1], [0, -2]])  # [3, 2]
+    # By hand: row0 = [1*1+2*2, 2*1] = [5, 2]; row1 = [-1*2, -1*1 + 3*-2] = [-2, -7].
+    res = evaluate(_prog([TileGemm(0, Operand.of(a, fmt_a), Operand.of(b, fmt_b)), Drain(0)], (2, 2, 3)))
+    assert torch.equal(res.tiles[0], _t([[5, 2], [-2, -7]]))
+    assert res.dense_macs == 2 * 2 * 3
+    # Effectual pairs by hand: (0,0): k=0,1 -> 2; (0,1): k=1 -> 1; (1,0): k=1 -> 1; (1,1): k=1,2 -> 2.
+    assert res.effectual_macs == 6
+
+
+def test_accumulate_versus_clear() -> None:
+    a = Operand.dense(_t([[1, 1], [1, 1]]))
+    b = Operand.dense(_t([[1, 2], [3, 4]]))  # a @ b = [[4, 6], [4, 6]]
+    cmds = [TileGemm(0, a, b), TileGemm(0, a, b, accumulate=True), Drain(0), TileGemm(0, a, b), Drain(0)]
+    res = evaluate(_prog(cmds, (2, 2, 2)))
+    assert torch.equal(res.tiles[0], _t([[8, 12], [8, 12]]))
+    assert torch.equal(res.tiles[1], _t([[4, 6], [4, 6]]))  # accumulate=False cleared the old sum
+    assert [c.kind for c in res.counts] == ["tile_gemm", "tile_gemm", "drain", "tile_gemm", "drain"]
+
+
+def test_accumulators_are_independent() -> None:
+    one = Operand.dense(_t([[1]]))
+    two = Operand.dense(_t([[2]]))
+    cmds = [TileGemm(0, one, one), TileGemm(1, two, two), TileGemm(0, one, two, accumulate=True), Drain(1), Drain(0)]
+    res = evaluate(_prog(cmds, (1, 1, 1)))
+    assert [int(t) for t in res.tiles] == [4, 3]
+
+
+def test_out_mask_zeroes_clears_and_skips() -> None:
+    a = Operand.dense(_t([[1, 2], [3, 4]]))
+    b = Operand.dense(_t([[1, 1], [1, 1]]))  # a @ b = [[3, 3], [7, 7]]
+    mask = torch.tensor([[True, False], [False, True]])
+    cmds = [TileGemm(0, a, b), TileGemm(0, a, b, mask, accumulate=True), Drain(0)]
+    res = evaluate(_prog(cmds, (2, 2, 2)))
+    # Masked-off outputs are exactly 0 even though the first GEMM left 3 and 7 there.
+    assert torch.equal(res.tiles[0], _t([[6, 0], [0, 14]]))
+    assert res.counts[0].effectual_macs == 8
+    assert res.counts[1].effectual_macs == 4  # only the two unmasked outputs, 2 pairs each
+    all_off = evaluate(_prog([TileGemm(0, a, b, torch.zeros((2, 2), dtype=torch.bool)), Drain(0)], (2, 2, 2)))
+    assert all_off.effectual_macs == 0 and not bool(all_off.tiles[0].any())
+
+
+@pytest.mark.parametrize("density", [0.0, 0.3, 0.7, 1.0])
+def test_effectual_count_matches_einsum(density: float) -> None:
+    seed = SEED + int(density * 10)
+    print(f"seed={seed} density={density}")
+    g = torch.Generator().manual_seed(seed)
+    m, n, k = 5, 7, 6
+    a = torch.randint(-4, 5, (m, k), generator=g) * (torch.rand((m, k), generator=g) < density)
+    b = torch.randint(-4, 5, (k, n), generator=g) * (torch.rand((k, n), generator=g) < density)
+    mask = torch.rand((m, n), generator=g) < 0.6
+    res = evaluate(_prog([TileGemm(3, Operand.bitmap(a), Operand.dense(b), mask), Drain(3)], (m, n, k)))
+    expected = torch.einsum("mk,kn,mn->", (a != 0).double(), (b != 0).double(), mask.double())
+    assert res.effectual_macs == int(expected)
+    assert torch.equal(res.tiles[0], torch.where(mask, (a.double() @ b.double()).long(), 0))
+
+
+def test_wraparound_at_small_acc_bits() -> None:
+    # 8-bit accumulator: 100 + 100 = 200 wraps to 200 - 256 = -56; -100 - 100 = -200 wraps to 56.
+    a = Operand.dense(_t([[10, 10], [-10, -10]]))
+    b = Operand.dense(_t([[10], [10]]))
+    res = evaluate(_prog([TileGemm(0, a, b), Drain(0)], (2, 1, 2), acc_bits=8))
+    assert res.tiles[0].flatten().tolist() == [-56, 56]
+    # Wrap is modular, so a later accumulate that brings the true sum back into range is exact.
+    cmds = [TileGemm(0, a, b), TileGemm(0, Operand.dense(_t([[-10, -10], [10, 10]])), b, accumulate=True), Drain(0)]
+    assert evaluate(_prog(cmds, (2, 1, 2), acc_bits=8)).tiles[0].flatten().tolist() == [0, 0]
+    # 64 bits: int64's own wrap, 2**62 * 4 = 2**64 = 0.
+    cmds = [TileGemm(0, Operand.dense(_t([[2**62]])), Operand.dense(_t([[4]]))), Drain(0)]
+    big = evaluate(_prog(cmds, (1, 1, 1), acc_bits=64))
+    assert int(big.tiles[0]) == 0
+
+
+def _drain_one(value: int, **kw: object) -> int:
+    cmds = [TileGemm(0, Operand.dense(_t([[value]])), Operand.dense(_t([[1]]))), Drain(0, **kw)]
+    return int(evaluate(_prog(cmds, (1, 1, 1))).tiles[0])
+
+
+@pytest.mark.parametrize(
+    "value,rounding,expected",
+    [(5, "half_away", 3), (5, "half_even", 2), (5, "floor", 2), (-5, "half_away", -3), (-5, "half_even", -2),
+     (-5, "floor", -3), (7, "half_even", 4), (6, "half_away", 3), (-7, "half_away", -4), (-6, "floor", -3)],
+)  # fmt: skip
+def test_drain_rounding_shift_one(value: int, rounding: str, expected: int) -> None:
+    assert _drain_one(value, shift=1, out_bits=8, rounding=rounding) == expected
+
+
+def test_drain_rounding_shift_two() -> None:
+    # 10 / 4 = 2.5 -> half_away 3, half_even 2, floor 2; 11 / 4 = 2.75 -> 3, 3, 2; -9 / 4 = -2.25 -> -2, -2, -3.
+    assert [_drain_one(10, shift=2, out_bits=8, rounding=r) for r in ROUNDINGS] == [3, 2, 2]
+    assert [_drain_one(11, shift=2, out_bits=8, rounding=r) for r in ROUNDINGS] == [3, 3, 2]
+    assert [_drain_one(-9, shift=2, out_bits=8, rounding=r) for r in ROUNDINGS] == [-2, -2, -3]
+
+
+def test_drain_saturation_relu_and_raw() -> None:
+    assert _drain_one(1000, shift=0, out_bits=8) == 127
+    assert _drain_one(-1000, shift=0, out_bits=8) == -127  # symmetric range, as quantize_symmetric
+    assert _drain_one(1000, shift=3, out_bits=8) == 125
+    assert _drain_one(-1000, shift=3, out_bits=8, relu=True) == 0
+    assert _drain_one(-123456, shift=0, out_bits=None) == -123456
+    assert _drain_one(-123456, out_bits=None, relu=True) == 0
+
+
+def test_program_assembles_regions() -> None:
+    a = Operand.dense(_t([[1, 0], [0, 1]]))
+    b0 = Operand.dense(_t([[1, 2], [3, 4]]))
+    b1 = Operand.dense(_t([[5, 6], [7, 8]]))
+    cmds = [TileGemm(0, a, b0), Drain(0), TileGemm(1, a, b1), Drain(1)]
+    prog = Program(tuple(cmds), 32, 2, 2, 2, (2, 3), (Region(0, 0, 2, 2), Region(0, 2, 2, 1)))
+    assert torch.equal(evaluate(prog).output, _t([[1, 2, 5], [3, 4, 7]]))
+
+
+def test_invalid_programs_name_the_field() -> None:
+    a = Operand.dense(_t([[1]]))
+    with pytest.raises(ValueError, match="tile_m must be a positive integer, got 0"):
+        Program((), 32, 0, 1, 1)
+    with pytest.raises(ValueError, match="acc_bits"):
+        Program((), 65, 1, 1, 1)
+    with pytest.raises(ValueError, match="rounding must be one of"):
+        Drain(0, shift=1, out_bits=8, rounding="nearest")
+    with pytest.raises(ValueError, match="shift must be 0 for a raw drain"):
+        Drain(0, shift=2)
+    with pytest.raises(ValueError, match="commands\\[0\\]: a must be"):
+        Program((TileGemm(0, a, a),), 32, 2, 1, 1)
+    with pytest.raises(ValueError, match="out_mask must have shape"):
+        TileGemm(0, a, a, torch.ones((2, 2), dtype=torch.bool))
+    with pytest.raises(ValueError, match="no earlier TileGemm"):
+        evaluate(Program((Drain(5),), 32, 1, 1, 1))
+    with pytest.raises(ValueError, match="no earlier TileGemm cleared"):
+        evaluate(Program((TileGemm(1, a, a, accumulate=True),), 32, 1, 1, 1))
