@@ -14,12 +14,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "ConfigError", "StagConfig", "load_config", "preset"]
+__all__ = ["PRESETS", "UNITS", "ConfigError", "StagConfig", "load_config", "preset"]
 
 
 class ConfigError(ValueError):
     """An invalid configuration: the message names the field, the value and what is allowed."""
 
+
+#: Units that can be generated beside the top (see ``hw.units``).
+UNITS: tuple[str, ...] = ("lfsr",)
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -57,12 +60,23 @@ class StagConfig:
         a power of two in 1..2**24. It sets the accumulator guard bits.
     counter_bits:
         Width of each performance counter (MACs issued, MACs skipped), 8..64 bits. Counters wrap.
+    units:
+        Gradient-path units generated beside the top, each as its own Verilog module
+        ``stag_<name>_<unit>``; any of :data:`UNITS`, no repeats. TOML: a list of strings.
+    lfsr_width, lfsr_taps, lfsr_seed:
+        The stochastic pruner's Galois LFSR (``hw.lfsr``): width 2..32 bits, right-shift feedback
+        mask with bit ``lfsr_width - 1`` set (use a maximal-length one), reset state
+        1..2**lfsr_width - 1.
     """
 
     name: str
     operand_bits: int = 8
     max_reduction: int = 4096
     counter_bits: int = 32
+    units: tuple[str, ...] = ("lfsr",)
+    lfsr_width: int = 16
+    lfsr_taps: int = 0xD008
+    lfsr_seed: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
@@ -74,6 +88,21 @@ class StagConfig:
         _check_int("max_reduction", self.max_reduction, 1, 1 << 24)
         _check_power_of_two("max_reduction", self.max_reduction)
         _check_int("counter_bits", self.counter_bits, 8, 64)
+        if isinstance(self.units, list):  # TOML arrays arrive as lists; the config stays hashable
+            object.__setattr__(self, "units", tuple(self.units))
+        if not isinstance(self.units, tuple) or not all(isinstance(u, str) for u in self.units):
+            raise ConfigError(f"config field 'units': expected a list of unit names from "
+                              f"{', '.join(UNITS)}, got {self.units!r}")
+        unknown = [u for u in self.units if u not in UNITS]
+        if unknown or len(set(self.units)) != len(self.units):
+            raise ConfigError(f"config field 'units': expected distinct names from {', '.join(UNITS)}, "
+                              f"got {list(self.units)!r}")
+        _check_int("lfsr_width", self.lfsr_width, 2, 32)
+        _check_int("lfsr_taps", self.lfsr_taps, 1, (1 << self.lfsr_width) - 1)
+        if not (self.lfsr_taps >> (self.lfsr_width - 1)) & 1:
+            raise ConfigError(f"config field 'lfsr_taps': expected a {self.lfsr_width}-bit feedback mask with "
+                              f"bit {self.lfsr_width - 1} set, got {self.lfsr_taps:#x}")
+        _check_int("lfsr_seed", self.lfsr_seed, 1, (1 << self.lfsr_width) - 1)
 
     @property
     def product_bits(self) -> int:
@@ -94,9 +123,15 @@ class StagConfig:
         """Verilog module name of the design's top (prefixed: ``default`` is a Verilog keyword)."""
         return f"stag_{self.name}"
 
+    def module_name(self, unit: str | None = None) -> str:
+        """Verilog module of the top (``unit=None``) or of one generated unit."""
+        return self.top_name if unit is None else f"{self.top_name}_{unit}"
+
     def to_dict(self) -> dict[str, Any]:
-        """The configured fields (not the derived ones), in declaration order."""
-        return dataclasses.asdict(self)
+        """The configured fields (not the derived ones), in declaration order; JSON/TOML types."""
+        fields = dataclasses.asdict(self)
+        fields["units"] = list(self.units)
+        return fields
 
     def resolved(self) -> dict[str, Any]:
         """Configured and derived values together, as written to ``<name>.config.json``."""
@@ -128,9 +163,12 @@ class StagConfig:
 
 PRESETS: dict[str, StagConfig] = {
     # Small enough that every cosimulation in `make test` builds and runs in seconds.
-    "tiny": StagConfig(name="tiny", operand_bits=4, max_reduction=64, counter_bits=16),
-    # int8 operands and a 32-bit accumulator (8 + 8 + 16 guard bits), the usual int8 training core.
-    "default": StagConfig(name="default", operand_bits=8, max_reduction=65536, counter_bits=32),
+    "tiny": StagConfig(name="tiny", operand_bits=4, max_reduction=64, counter_bits=16,
+                       lfsr_width=8, lfsr_taps=0xB8),
+    # int8 operands and a 32-bit accumulator (8 + 8 + 16 guard bits), the usual int8 training core;
+    # a 16-bit LFSR gives the pruner uniforms with a 2**-16 bias bound (ALGORITHMS.md section 6).
+    "default": StagConfig(name="default", operand_bits=8, max_reduction=65536, counter_bits=32,
+                          lfsr_width=16, lfsr_taps=0xD008),
 }
 
 

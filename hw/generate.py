@@ -18,6 +18,7 @@ from amaranth.back import verilog
 
 from hw.config import StagConfig
 from hw.top import build_top
+from hw.units import build_unit
 
 __all__ = ["GeneratedDesign", "design_files", "generate", "render"]
 
@@ -31,11 +32,24 @@ class GeneratedDesign:
 
     @property
     def verilog(self) -> Path:
-        return self.directory / f"{self.config.top_name}.v"
+        return self.verilog_of(None)
 
     @property
     def ports(self) -> Path:
-        return self.directory / f"{self.config.name}.ports.json"
+        return self.ports_of(None)
+
+    def verilog_of(self, unit: str | None) -> Path:
+        """Verilog of the top (``None``) or of a generated unit; one module family per file."""
+        return self.directory / f"{self.config.module_name(unit)}.v"
+
+    def ports_of(self, unit: str | None) -> Path:
+        suffix = "" if unit is None else f".{unit}"
+        return self.directory / f"{self.config.name}{suffix}.ports.json"
+
+    @property
+    def modules(self) -> tuple[str | None, ...]:
+        """The top (``None``) followed by every generated unit."""
+        return (None, *self.config.units)
 
     @property
     def resolved_config(self) -> Path:
@@ -50,28 +64,35 @@ def _json(obj: object) -> str:
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
-def render(config: StagConfig) -> dict[str, str]:
-    """The design's files as ``{file name: text}``, without touching the disk."""
-    top = build_top(config)
-    # The signature describes the ports before elaboration; conversion elaborates `top`.
-    interface = top.metadata.as_json()
-    text = verilog.convert(top, name=config.top_name, emit_src=False)
+def _render_component(component, module: str) -> tuple[str, str]:
+    """Verilog and port metadata (JSON text) of one top-level component."""
+    # The signature describes the ports before elaboration; conversion elaborates the component.
+    interface = component.metadata.as_json()
+    text = verilog.convert(component, name=module, emit_src=False)
     ports = {
-        "top": config.top_name,
+        "top": module,
         # Amaranth adds the `sync` domain's clock and synchronous active-high reset to the ports.
         "clock": "clk",
         "reset": {"name": "rst", "polarity": "high", "synchronous": True},
         **interface,
     }
-    name = config.name
-    return {
-        f"{config.top_name}.v": text,
-        f"{name}.ports.json": _json(ports),
-        f"{name}.config.json": _json(config.resolved()),
-        # Paths are relative to the filelist's own directory (Verilator: `-F`), so the directory
-        # can be moved into any flow unchanged.
-        f"{name}.f": f"{config.top_name}.v\n",
-    }
+    return text, _json(ports)
+
+
+def render(config: StagConfig) -> dict[str, str]:
+    """The design's files as ``{file name: text}``, without touching the disk."""
+    design = design_files(config, Path("."))
+    files: dict[str, str] = {}
+    for unit in design.modules:
+        component = build_top(config) if unit is None else build_unit(config, unit)
+        text, ports = _render_component(component, config.module_name(unit))
+        files[design.verilog_of(unit).name] = text
+        files[design.ports_of(unit).name] = ports
+    files[design.resolved_config.name] = _json(config.resolved())
+    # Paths are relative to the filelist's own directory (Verilator: `-F`), so the directory
+    # can be moved into any flow unchanged.
+    files[design.filelist.name] = "".join(f"{design.verilog_of(u).name}\n" for u in design.modules)
+    return files
 
 
 def design_files(config: StagConfig, out_root: Path) -> GeneratedDesign:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 # Right-shift Galois masks for maximal-length LFSRs (widths 2..32).
 DEFAULT_TAPS: dict[int, int] = {
@@ -176,8 +175,15 @@ class GaloisLFSR:
         self.state = int(states[-1])
         return states
 
-    def uniforms(self, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """Uniforms u = state / 2**width for a tensor of ``shape`` (row-major draw order)."""
+    def uniforms(self, shape: tuple[int, ...], dtype=None):
+        """Uniforms u = state / 2**width as a torch tensor of ``shape`` (row-major draw order).
+
+        ``dtype`` defaults to ``torch.float64``. torch is imported here, not at module level, so
+        cocotb testbenches that only need the draws start without paying for the torch import.
+        """
+        import torch
+
+        dtype = torch.float64 if dtype is None else dtype
         n = math.prod(shape)
         s = self.draw_many(n).astype(np.float64) / float(1 << self.width)
         return torch.from_numpy(s).reshape(tuple(shape)).to(dtype)

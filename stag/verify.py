@@ -14,7 +14,7 @@ from pathlib import Path
 from hw.generate import GeneratedDesign
 from sim.crosscheck import record_differences
 from sim.runner import CosimFailure, build, run_cocotb
-from sim.suites import test_modules
+from sim.suites import suites
 
 __all__ = ["SimOutcome", "verify_design"]
 
@@ -41,22 +41,23 @@ def verify_design(
 ) -> list[SimOutcome]:
     """Run every cocotb module of ``design``; raise :class:`CosimFailure` on the first failure."""
     outcomes: list[SimOutcome] = []
-    modules = test_modules(design.config)
-    total = len(sims) * len(seeds) * len(modules)
+    design_suites = suites(design.config)
+    total = len(sims) * len(seeds) * len(design_suites)
     for sim in sims:
-        started = time.perf_counter()
-        progress(f"building {design.verilog.name} for {sim} ...")
-        runner = build(design, sim, work_dir / sim / "build")
-        progress(f"built for {sim} in {time.perf_counter() - started:.1f} s")
-        for seed in seeds:
-            for module in modules:
+        for suite in design_suites:
+            module_name = design.config.module_name(suite.unit)
+            started = time.perf_counter()
+            progress(f"building {module_name} for {sim} ...")
+            runner = build(design, sim, work_dir / sim / module_name / "build", unit=suite.unit)
+            progress(f"built {module_name} for {sim} in {time.perf_counter() - started:.1f} s")
+            for seed in seeds:
                 started = time.perf_counter()
-                run = run_cocotb(runner, design, test_module=module, seed=seed,
-                                 test_dir=work_dir / sim / f"seed{seed}" / module.rsplit(".", 1)[-1])
-                outcome = SimOutcome(sim, seed, module, run.tests, time.perf_counter() - started,
+                run = run_cocotb(runner, design, test_module=suite.test_module, seed=seed, unit=suite.unit,
+                                 test_dir=work_dir / sim / f"seed{seed}" / suite.test_module.rsplit(".", 1)[-1])
+                outcome = SimOutcome(sim, seed, suite.test_module, run.tests, time.perf_counter() - started,
                                      run.record_dir)
                 outcomes.append(outcome)
-                progress(f"[{len(outcomes)}/{total}] {sim} seed {seed} {module}: "
+                progress(f"[{len(outcomes)}/{total}] {sim} seed {seed} {suite.test_module}: "
                          f"{run.tests} tests passed ({outcome.seconds:.1f} s)")
     by_key: dict[tuple[int, str], list[SimOutcome]] = {}
     for outcome in outcomes:

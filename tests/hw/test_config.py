@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hw.config import PRESETS, ConfigError, StagConfig, load_config, preset
+from ref.lfsr import is_maximal
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -37,6 +38,20 @@ def test_accumulator_width_holds_the_worst_case_sum():
             assert worst <= (1 << (config.acc_bits - 1)) - 1
 
 
+@pytest.mark.parametrize("name", ["tiny", "default"])
+def test_preset_lfsr_taps_are_maximal_length(name):
+    config = preset(name)
+    assert is_maximal(config.lfsr_width, config.lfsr_taps)
+
+
+def test_toml_unit_list_becomes_a_tuple(tmp_path):
+    path = tmp_path / "u.toml"
+    path.write_text('name = "u"\nunits = []\n')
+    assert load_config(path).units == ()
+    path.write_text('name = "u"\nunits = ["lfsr"]\n')
+    assert load_config(path).units == ("lfsr",)
+
+
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         preset("tiny").operand_bits = 5
@@ -54,6 +69,12 @@ def test_config_is_frozen():
     ("max_reduction", 0, "config field 'max_reduction': expected an integer in 1..16777216, got 0"),
     ("max_reduction", 100, "config field 'max_reduction': expected a power of two, got 100"),
     ("counter_bits", 4, "config field 'counter_bits': expected an integer in 8..64, got 4"),
+    ("units", ["lfsr", "fft"], r"config field 'units': expected distinct names from lfsr, got \['lfsr', 'fft'\]"),
+    ("units", ["lfsr", "lfsr"], "config field 'units': expected distinct names"),
+    ("units", "lfsr", "config field 'units': expected a list of unit names"),
+    ("lfsr_width", 40, "config field 'lfsr_width': expected an integer in 2..32, got 40"),
+    ("lfsr_taps", 0x1008, "config field 'lfsr_taps': expected a 16-bit feedback mask with bit 15 set, got 0x1008"),
+    ("lfsr_seed", 0, "config field 'lfsr_seed': expected an integer in 1..65535, got 0"),
 ])
 def test_invalid_field_names_field_value_and_allowed(field, value, message):
     fields = {"name": "x", field: value}
@@ -99,6 +120,7 @@ def test_unknown_preset_lists_the_presets():
 def test_resolved_holds_fields_and_derived_values():
     resolved = preset("default").resolved()
     assert resolved["fields"] == {"name": "default", "operand_bits": 8, "max_reduction": 65536,
-                                  "counter_bits": 32}
+                                  "counter_bits": 32, "units": ["lfsr"], "lfsr_width": 16,
+                                  "lfsr_taps": 0xD008, "lfsr_seed": 1}
     assert resolved["derived"]["acc_bits"] == 32
     assert StagConfig.from_dict(resolved["fields"]) == preset("default")

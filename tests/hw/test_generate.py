@@ -20,7 +20,8 @@ def test_generation_is_byte_identical_across_runs(tmp_path, name):
     first = read_all(generate(preset(name), tmp_path / "a").directory)
     second = read_all(generate(preset(name), tmp_path / "b").directory)
     assert first == second
-    assert set(first) == {f"stag_{name}.v", f"{name}.ports.json", f"{name}.config.json", f"{name}.f"}
+    assert set(first) == {f"stag_{name}.v", f"{name}.ports.json", f"{name}.config.json", f"{name}.f",
+                          f"stag_{name}_lfsr.v", f"{name}.lfsr.ports.json"}
 
 
 def test_files_describe_the_design(tmp_path):
@@ -37,7 +38,19 @@ def test_files_describe_the_design(tmp_path):
     for port in ("i_stream__payload", "o_stream__payload", "macs_skipped", "clk", "rst"):
         assert port in verilog
     assert json.loads(design.resolved_config.read_text()) == config.resolved()
-    assert design.filelist.read_text().split() == [design.verilog.name]
+    assert design.filelist.read_text().split() == [design.verilog.name, f"{config.top_name}_lfsr.v"]
+    lfsr = json.loads(design.ports_of("lfsr").read_text())["interface"]["members"]
+    assert lfsr["o_stream"]["members"]["payload"]["width"] == config.lfsr_width
+    assert f"module {config.top_name}_lfsr(" in design.verilog_of("lfsr").read_text()
+
+
+def test_units_can_be_switched_off(tmp_path):
+    import dataclasses
+
+    config = dataclasses.replace(preset("tiny"), units=())
+    design = generate(config, tmp_path)
+    assert sorted(p.name for p in design.directory.iterdir()) == [
+        "stag_tiny.v", "tiny.config.json", "tiny.f", "tiny.ports.json"]
 
 
 def test_regeneration_replaces_the_directory(tmp_path):
