@@ -21,8 +21,9 @@ class ConfigError(ValueError):
     """An invalid configuration: the message names the field, the value and what is allowed."""
 
 
-#: Units that can be generated beside the top (see ``hw.units``).
-UNITS: tuple[str, ...] = ("lfsr",)
+#: Units that can be generated beside the top (see ``hw.units``): the core's MAC lane on its own
+#: (for its standalone verification and synthesis) and the gradient-path units.
+UNITS: tuple[str, ...] = ("pe_lane", "lfsr")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -67,16 +68,39 @@ class StagConfig:
         The stochastic pruner's Galois LFSR (``hw.lfsr``): width 2..32 bits, right-shift feedback
         mask with bit ``lfsr_width - 1`` set (use a maximal-length one), reset state
         1..2**lfsr_width - 1.
+    lanes:
+        PE lanes of the sparse core, a power of two in 1..64; each retires one multiply-accumulate per cycle.
+        ``tile_n`` must be a multiple of ``lanes`` (the accumulator banks are ``n mod lanes``).
+    tile_m, tile_n, tile_k:
+        The core's fixed tile sizes (``ref.contract.Program``): A is ``[tile_m, tile_k]``, B is
+        ``[tile_k, tile_n]``. tile_m, tile_n in 1..256, tile_k in 1..1024 and a multiple of
+        ``bus_elems``; ``tile_k`` may not exceed ``max_reduction``.
+    bus_elems:
+        Operand elements per beat of the core's data stream (its width is
+        ``bus_elems * operand_bits`` bits), a power of two in 1..64.
+    accumulators:
+        Accumulator tiles held on chip (``TileGemm.acc`` / ``Drain.acc`` indices), 1..16.
+    sparse:
+        ``True`` generates the zero-skipping core (bitmap operands, scheduler, dispatcher);
+        ``False`` the dense baseline from the same generator: every MAC is issued and only the
+        dense operand format is accepted.
     """
 
     name: str
     operand_bits: int = 8
     max_reduction: int = 4096
     counter_bits: int = 32
-    units: tuple[str, ...] = ("lfsr",)
+    units: tuple[str, ...] = ("pe_lane", "lfsr")
     lfsr_width: int = 16
     lfsr_taps: int = 0xD008
     lfsr_seed: int = 1
+    lanes: int = 8
+    tile_m: int = 16
+    tile_n: int = 16
+    tile_k: int = 64
+    bus_elems: int = 8
+    accumulators: int = 2
+    sparse: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
@@ -103,6 +127,26 @@ class StagConfig:
             raise ConfigError(f"config field 'lfsr_taps': expected a {self.lfsr_width}-bit feedback mask with "
                               f"bit {self.lfsr_width - 1} set, got {self.lfsr_taps:#x}")
         _check_int("lfsr_seed", self.lfsr_seed, 1, (1 << self.lfsr_width) - 1)
+        _check_int("lanes", self.lanes, 1, 64)
+        _check_int("tile_m", self.tile_m, 1, 256)
+        _check_int("tile_n", self.tile_n, 1, 256)
+        _check_int("tile_k", self.tile_k, 1, 1024)
+        _check_int("bus_elems", self.bus_elems, 1, 64)
+        _check_int("accumulators", self.accumulators, 1, 16)
+        if not isinstance(self.sparse, bool):
+            raise ConfigError(f"config field 'sparse': expected true or false, got {self.sparse!r}")
+        _check_power_of_two("bus_elems", self.bus_elems)
+        _check_power_of_two("lanes", self.lanes)
+        if self.tile_n % self.lanes:
+            raise ConfigError(f"config field 'tile_n': expected a multiple of lanes = {self.lanes} (one "
+                              f"accumulator bank per lane), got {self.tile_n}")
+        if self.tile_k % self.bus_elems:
+            raise ConfigError(f"config field 'tile_k': expected a multiple of bus_elems = {self.bus_elems} "
+                              f"(whole operand words), got {self.tile_k}")
+        if self.tile_k > self.max_reduction:
+            # The accumulator must hold one whole tile's dot product without overflow.
+            raise ConfigError(f"config field 'max_reduction': expected at least tile_k = {self.tile_k} "
+                              f"(the accumulator must hold one tile's dot product), got {self.max_reduction}")
 
     @property
     def product_bits(self) -> int:
@@ -117,6 +161,16 @@ class StagConfig:
     def acc_bits(self) -> int:
         """Accumulator width: product bits plus ``log2(max_reduction)`` guard bits (no overflow)."""
         return self.product_bits + (self.max_reduction.bit_length() - 1)
+
+    @property
+    def bus_bits(self) -> int:
+        """Width of one beat of the core's operand data stream: ``bus_elems * operand_bits``."""
+        return self.bus_elems * self.operand_bits
+
+    @property
+    def acc_index_bits(self) -> int:
+        """Bits of an accumulator index in a command (at least 1)."""
+        return max(1, (self.accumulators - 1).bit_length())
 
     @property
     def top_name(self) -> str:
@@ -140,6 +194,7 @@ class StagConfig:
             "derived": {
                 "product_bits": self.product_bits,
                 "acc_bits": self.acc_bits,
+                "bus_bits": self.bus_bits,
                 "top_name": self.top_name,
             },
         }
@@ -164,11 +219,13 @@ class StagConfig:
 PRESETS: dict[str, StagConfig] = {
     # Small enough that every cosimulation in `make test` builds and runs in seconds.
     "tiny": StagConfig(name="tiny", operand_bits=4, max_reduction=64, counter_bits=16,
-                       lfsr_width=8, lfsr_taps=0xB8),
+                       lfsr_width=8, lfsr_taps=0xB8, lanes=2, tile_m=4, tile_n=4, tile_k=8, bus_elems=4),
     # int8 operands and a 32-bit accumulator (8 + 8 + 16 guard bits), the usual int8 training core;
     # a 16-bit LFSR gives the pruner uniforms with a 2**-16 bias bound (ALGORITHMS.md section 6).
+    # 8 lanes on 16x16x64 tiles: 64-bit operand words, one bitmap row per beat.
     "default": StagConfig(name="default", operand_bits=8, max_reduction=65536, counter_bits=32,
-                          lfsr_width=16, lfsr_taps=0xD008),
+                          lfsr_width=16, lfsr_taps=0xD008, lanes=8, tile_m=16, tile_n=16, tile_k=64,
+                          bus_elems=8),
 }
 
 

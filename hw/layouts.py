@@ -11,7 +11,7 @@ from __future__ import annotations
 from amaranth import signed
 from amaranth.lib import data
 
-__all__ = ["mac_request_layout", "mac_result_layout"]
+__all__ = ["OP_DRAIN", "OP_GEMM", "ROUNDING_CODES", "core_command_layout", "mac_request_layout", "mac_result_layout"]
 
 
 def mac_request_layout(operand_bits: int) -> data.StructLayout:
@@ -37,3 +37,50 @@ def mac_request_layout(operand_bits: int) -> data.StructLayout:
 def mac_result_layout(acc_bits: int) -> data.StructLayout:
     """One finished accumulation leaving a PE lane: ``acc`` is signed(acc_bits), two's complement."""
     return data.StructLayout({"acc": signed(acc_bits)})
+
+
+#: ``core_command_layout`` opcodes.
+OP_GEMM = 0
+OP_DRAIN = 1
+
+#: Drain rounding codes, in the order of ``ref.contract.commands.ROUNDINGS``.
+ROUNDING_CODES: dict[str, int] = {"half_away": 0, "half_even": 1, "floor": 2}
+
+
+def core_command_layout(acc_index_bits: int) -> data.StructLayout:
+    """One command to the sparse core (``hw.core.SparseCore.i_cmd``); see docs/core.md.
+
+    Fields
+    ------
+    op : 1 bit
+        :data:`OP_GEMM` (a ``TileGemm``; its operands follow on the data stream) or
+        :data:`OP_DRAIN` (a ``Drain``; no data, one output tile leaves on ``o_data``).
+    acc : acc_index_bits
+        Accumulator tile the command writes (GEMM) or reads (DRAIN).
+    accumulate : 1 bit
+        GEMM: add to the accumulator's previous value instead of clearing it.
+    a_bitmap, b_bitmap : 1 bit each
+        GEMM: operand A / B arrives bitmap-compressed (bitmap + packed nonzeros) instead of dense.
+    has_mask : 1 bit
+        GEMM: an output mask follows the operands; without it every output is computed.
+    shift : 6 bits
+        DRAIN: arithmetic right shift 0..62 before rounding.
+    out_bits : 6 bits
+        DRAIN: saturate to ``out_bits`` signed bits (2..32); 0 is a raw read-out.
+    rounding : 2 bits
+        DRAIN: one of :data:`ROUNDING_CODES`.
+    relu : 1 bit
+        DRAIN: clamp negative results to 0.
+    """
+    return data.StructLayout({
+        "op": 1,
+        "acc": acc_index_bits,
+        "accumulate": 1,
+        "a_bitmap": 1,
+        "b_bitmap": 1,
+        "has_mask": 1,
+        "shift": 6,
+        "out_bits": 6,
+        "rounding": 2,
+        "relu": 1,
+    })

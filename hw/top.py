@@ -1,7 +1,7 @@
 """The top-level component of a generated design, chosen from the configuration.
 
-For now the generated design is the PE lane; as blocks land (PE array, schedulers, gradient-mask
-units, AXI top level) this is the one place that assembles them.
+The top is the sparse compute core (``hw.core``); as blocks land (gradient-mask units on the result
+path, AXI top level) this is the one place that assembles them.
 """
 
 from __future__ import annotations
@@ -9,15 +9,11 @@ from __future__ import annotations
 from amaranth.lib import wiring
 
 from hw.config import StagConfig
-from hw.pe_lane import PELane
+from hw.core import SparseCore
 
 __all__ = ["build_top"]
 
 
 def build_top(config: StagConfig) -> wiring.Component:
     """A fresh, unelaborated top-level component for ``config``."""
-    return PELane(
-        operand_bits=config.operand_bits,
-        acc_bits=config.acc_bits,
-        counter_bits=config.counter_bits,
-    )
+    return SparseCore(config)

@@ -38,9 +38,11 @@ def test_rng(test_name: str) -> random.Random:
     return random.Random(f"{seed}:{test_name}")
 
 
-async def reset_and_count(dut: Any) -> ClockCounter:
-    """Start the clock, hold the synchronous reset for two edges, then count edges from zero."""
-    Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
+async def reset_and_count(dut: Any, *, start_clock: bool = True) -> ClockCounter:
+    """Start the clock (unless it runs already), hold the synchronous reset for two edges, then
+    count edges from zero."""
+    if start_clock:
+        Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     dut.rst.value = 1
     for _ in range(2):
         await RisingEdge(dut.clk)

@@ -34,15 +34,30 @@ LINT_WAIVERS: tuple[Waiver, ...] = (
     Waiver("UNUSEDSIGNAL", r"Bits of signal are not used: '\$\d+'",
            "carry-out bits of Amaranth temporaries for arithmetic that wraps on purpose (counters, "
            "the accumulator) are dropped by the truncating assignment."),
-    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z0-9_$]+\.[A-Za-z0-9_.]+'",
+    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z0-9_$]+\.[A-Za-z0-9_.\[\]]+'",
            "Amaranth emits a named alias wire for every field of a struct-typed signal "
            "(e.g. 'i_stream__payload.a') for waveform readability; logic uses the flat vector."),
-    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z_][A-Za-z0-9_]*'",
-           "Amaranth keeps every named internal signal as an alias wire for waveform readability "
-           "while logic reads the underlying net; ports are excluded from this waiver."),
-    Waiver("WIDTHEXPAND", r"Operator (ADD|SUB|MUL) expects \d+ bits on the (LHS|RHS), but (LHS|RHS)'s SIGNED",
-           "Amaranth computes exact result widths and relies on Verilog's implicit sign extension "
-           "of the narrower signed operand; the arithmetic is verified bit-exactly in cosimulation."),
+    Waiver("UNUSEDSIGNAL", r"Signal is not used: '\$\d+'",
+           "an Amaranth temporary ($N) whose value is read only through another net it was merged "
+           "into, e.g. the unused counters of the PE lanes inside the core (the core counts MACs itself)."),
+    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z_][A-Za-z0-9_]*(\$\d+|\[\d+\])?'",
+           "Amaranth keeps every named internal signal (and each element of an array-typed one, and "
+           "a submodule's copy of its ports, suffixed $N) as an alias wire for waveform readability "
+           "while logic reads the underlying net; the top module's ports are excluded from this waiver."),
+    Waiver("WIDTHEXPAND", r".*",
+           "Amaranth computes exact result widths and relies on Verilog's implicit extension of the "
+           "narrower operand (zero for unsigned, sign for signed), which is Amaranth's own semantics; "
+           "the arithmetic is verified bit-exactly in cosimulation."),
+    Waiver("WIDTHTRUNC", r".*",
+           "an Amaranth .eq() truncates a wider value to the target's width on purpose (wrapping "
+           "counters and accumulators, indices into a smaller range, the boolean of a multi-bit "
+           "test); every such value is verified bit-exactly in cosimulation."),
+    Waiver("CASEINCOMPLETE", r".*",
+           "Amaranth emits If/Switch as a casez preceded by the default assignment of every target, "
+           "so a value no case covers keeps that default: the logic is complete."),
+    Waiver("DECLFILENAME", r"does not match MODULE name: '[A-Za-z0-9_]+\.",
+           "a design file holds its top module followed by the submodules Amaranth emits for it "
+           "(named '<top>.<path>'); the file is named after the top."),
 )
 
 # An unused or undriven top-level port is a real defect whatever the waivers say.
@@ -95,9 +110,27 @@ def _port_names(design: GeneratedDesign, unit: str | None) -> set[str]:
     return names
 
 
-def _waiver_for(warning: LintWarning, ports: set[str]) -> Waiver | None:
+def _module_starts(path) -> list[tuple[int, str]]:
+    """(first line, name) of every Verilog module in the file, in order."""
+    starts = []
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        match = re.match(r"module\s+(\\?\S+?)\s*\(", text)
+        if match:
+            starts.append((number, match[1].lstrip("\\")))
+    return starts
+
+
+def _enclosing_module(starts: list[tuple[int, str]], line: int) -> str | None:
+    name = None
+    for first, module in starts:
+        if first <= line:
+            name = module
+    return name
+
+
+def _waiver_for(warning: LintWarning, ports: set[str], in_top: bool = True) -> Waiver | None:
     quoted = re.findall(r"'([^']*)'", warning.message)
-    if warning.code in _PORT_CODES and any(name in ports for name in quoted):
+    if in_top and warning.code in _PORT_CODES and any(name in ports for name in quoted):
         return None
     for waiver in LINT_WAIVERS:
         if waiver.code == warning.code and re.search(waiver.pattern, warning.message):
@@ -118,11 +151,14 @@ def lint(design: GeneratedDesign) -> LintReport:
             capture_output=True, text=True, env=toolchain.tool_environment(), check=False,
         )
         ports = _port_names(design, unit)
+        starts = _module_starts(design.verilog_of(unit))
         for line in result.stderr.splitlines():
             match = _WARNING_RE.match(line)
             if match:
                 warning = LintWarning(module=module, code=match[1], line=int(match[3]), message=match[5])
-                waiver = _waiver_for(warning, ports)
+                # Port protection is for the design's own ports, i.e. lines of the top module.
+                in_top = _enclosing_module(starts, warning.line) in (module, None)
+                waiver = _waiver_for(warning, ports, in_top)
                 if waiver is None:
                     report.unwaived.append(warning)
                 else:

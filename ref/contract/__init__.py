@@ -6,12 +6,17 @@ See docs/contract.md. Public API:
 - commands: Operand, TileGemm, Drain, Region, Program
 - evaluate: evaluate, ProgramResult, CommandCount, wrap
 - lowering: lower_pass, run_pass, lower_gemm, gemm_formats, im2col, LoweredPass, PassResult
+- random_programs: random_program (random sparse programs for RTL verification and benchmarks)
+- trace_programs: trace_programs, TracePass, truncate_program, make_digits_trace (programs from
+  captured training traces)
 """
 
 from ref.contract.commands import Drain, Operand, Program, Region, TileGemm
 from ref.contract.evaluate import CommandCount, ProgramResult, evaluate, wrap
 from ref.contract.formats import BitmapTile, decode_bitmap, encode_bitmap, metadata_bits
 from ref.contract.lowering import LoweredPass, PassResult, gemm_formats, im2col, lower_gemm, lower_pass, run_pass
+from ref.contract.random_programs import random_program
+from ref.contract.trace_programs import TracePass, make_digits_trace, trace_programs, truncate_program
 
 __all__ = [
     "BitmapTile",
@@ -24,6 +29,7 @@ __all__ = [
     "ProgramResult",
     "Region",
     "TileGemm",
+    "TracePass",
     "decode_bitmap",
     "encode_bitmap",
     "evaluate",
@@ -31,7 +37,11 @@ __all__ = [
     "im2col",
     "lower_gemm",
     "lower_pass",
+    "make_digits_trace",
     "metadata_bits",
+    "random_program",
     "run_pass",
+    "trace_programs",
+    "truncate_program",
     "wrap",
 ]

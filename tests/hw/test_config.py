@@ -27,13 +27,13 @@ def test_accumulator_width_is_derived_from_operands_and_reduction():
     config = StagConfig(name="x", operand_bits=8, max_reduction=1024)
     # 2 * 8 product bits + log2(1024) = 10 guard bits.
     assert config.acc_bits == 26
-    assert StagConfig(name="x", operand_bits=4, max_reduction=1).acc_bits == 8
+    assert StagConfig(name="x", operand_bits=4, max_reduction=1, tile_k=1, bus_elems=1).acc_bits == 8
 
 
 def test_accumulator_width_holds_the_worst_case_sum():
     for bits in (2, 4, 8):
         for reduction in (1, 2, 64):
-            config = StagConfig(name="x", operand_bits=bits, max_reduction=reduction)
+            config = StagConfig(name="x", operand_bits=bits, max_reduction=reduction, tile_k=1, bus_elems=1)
             worst = reduction * (1 << (bits - 1)) ** 2  # every product is (-2**(b-1))**2
             assert worst <= (1 << (config.acc_bits - 1)) - 1
 
@@ -69,7 +69,17 @@ def test_config_is_frozen():
     ("max_reduction", 0, "config field 'max_reduction': expected an integer in 1..16777216, got 0"),
     ("max_reduction", 100, "config field 'max_reduction': expected a power of two, got 100"),
     ("counter_bits", 4, "config field 'counter_bits': expected an integer in 8..64, got 4"),
-    ("units", ["lfsr", "fft"], r"config field 'units': expected distinct names from lfsr, got \['lfsr', 'fft'\]"),
+    ("units", ["lfsr", "fft"],
+     r"config field 'units': expected distinct names from pe_lane, lfsr, got \['lfsr', 'fft'\]"),
+    ("lanes", 0, r"config field 'lanes': expected an integer in 1\.\.64, got 0"),
+    ("lanes", 6, r"config field 'lanes': expected a power of two, got 6"),
+    ("tile_n", 12, r"config field 'tile_n': expected a multiple of lanes = 8"),
+    ("tile_k", 60, r"config field 'tile_k': expected a multiple of bus_elems = 8"),
+    ("bus_elems", 3, r"config field 'bus_elems': expected a power of two, got 3"),
+    ("max_reduction", 32, r"config field 'max_reduction': expected at least tile_k = 64"),
+    ("accumulators", 0, r"config field 'accumulators': expected an integer in 1\.\.16, got 0"),
+    ("sparse", 1, r"config field 'sparse': expected true or false, got 1"),
+    ("tile_m", 0, r"config field 'tile_m': expected an integer in 1\.\.256, got 0"),
     ("units", ["lfsr", "lfsr"], "config field 'units': expected distinct names"),
     ("units", "lfsr", "config field 'units': expected a list of unit names"),
     ("lfsr_width", 40, "config field 'lfsr_width': expected an integer in 2..32, got 40"),
@@ -120,7 +130,8 @@ def test_unknown_preset_lists_the_presets():
 def test_resolved_holds_fields_and_derived_values():
     resolved = preset("default").resolved()
     assert resolved["fields"] == {"name": "default", "operand_bits": 8, "max_reduction": 65536,
-                                  "counter_bits": 32, "units": ["lfsr"], "lfsr_width": 16,
-                                  "lfsr_taps": 0xD008, "lfsr_seed": 1}
+                                  "counter_bits": 32, "units": ["pe_lane", "lfsr"], "lfsr_width": 16,
+                                  "lfsr_taps": 0xD008, "lfsr_seed": 1, "lanes": 8, "tile_m": 16, "tile_n": 16,
+                                  "tile_k": 64, "bus_elems": 8, "accumulators": 2, "sparse": True}
     assert resolved["derived"]["acc_bits"] == 32
     assert StagConfig.from_dict(resolved["fields"]) == preset("default")

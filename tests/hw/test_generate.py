@@ -21,7 +21,8 @@ def test_generation_is_byte_identical_across_runs(tmp_path, name):
     second = read_all(generate(preset(name), tmp_path / "b").directory)
     assert first == second
     assert set(first) == {f"stag_{name}.v", f"{name}.ports.json", f"{name}.config.json", f"{name}.f",
-                          f"stag_{name}_lfsr.v", f"{name}.lfsr.ports.json"}
+                          f"stag_{name}_lfsr.v", f"{name}.lfsr.ports.json",
+                          f"stag_{name}_pe_lane.v", f"{name}.pe_lane.ports.json"}
 
 
 def test_files_describe_the_design(tmp_path):
@@ -32,13 +33,20 @@ def test_files_describe_the_design(tmp_path):
     assert "src =" not in verilog  # no absolute source paths: emit_src=False
     ports = json.loads(design.ports.read_text())
     members = ports["interface"]["members"]
-    assert members["i_stream"]["members"]["payload"]["width"] == 2 * 8 + 2  # a, b, first, last
-    assert members["o_stream"]["members"]["payload"]["width"] == config.acc_bits
-    assert members["macs_issued"]["width"] == config.counter_bits
-    for port in ("i_stream__payload", "o_stream__payload", "macs_skipped", "clk", "rst"):
+    # op, acc, accumulate, a_bitmap, b_bitmap, has_mask, shift, out_bits, rounding, relu
+    assert members["i_cmd"]["members"]["payload"]["width"] == 1 + 1 + 1 + 1 + 1 + 1 + 6 + 6 + 2 + 1
+    assert members["i_data"]["members"]["payload"]["width"] == config.bus_elems * config.operand_bits
+    assert members["o_data"]["members"]["payload"]["width"] == config.lanes * config.acc_bits
+    # cycles, macs_issued, macs_dense, input_starved, output_stalled, one busy counter per lane
+    assert members["counters"]["width"] == (5 + config.lanes) * config.counter_bits
+    for port in ("i_cmd__payload", "i_data__payload", "o_data__payload", "counters", "idle", "clk", "rst"):
         assert port in verilog
     assert json.loads(design.resolved_config.read_text()) == config.resolved()
-    assert design.filelist.read_text().split() == [design.verilog.name, f"{config.top_name}_lfsr.v"]
+    assert design.filelist.read_text().split() == [design.verilog.name, f"{config.top_name}_pe_lane.v",
+                                                   f"{config.top_name}_lfsr.v"]
+    pe_lane = json.loads(design.ports_of("pe_lane").read_text())["interface"]["members"]
+    assert pe_lane["i_stream"]["members"]["payload"]["width"] == 2 * 8 + 2  # a, b, first, last
+    assert pe_lane["o_stream"]["members"]["payload"]["width"] == config.acc_bits
     lfsr = json.loads(design.ports_of("lfsr").read_text())["interface"]["members"]
     assert lfsr["o_stream"]["members"]["payload"]["width"] == config.lfsr_width
     assert f"module {config.top_name}_lfsr(" in design.verilog_of("lfsr").read_text()

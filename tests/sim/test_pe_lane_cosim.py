@@ -20,8 +20,9 @@ def test_pe_lane_on_both_simulators(built_designs, tmp_path, preset_name, seed):
     print(f"preset={preset_name} STAG_SEED={seed}")
     records = {}
     for sim in SIMULATORS:
-        design, runner = built_designs(preset_name, sim)
-        run = run_cocotb(runner, design, test_module="sim.tb_pe_lane", seed=seed, test_dir=tmp_path / sim)
+        design, runner = built_designs(preset_name, sim, "pe_lane")
+        run = run_cocotb(runner, design, test_module="sim.tb_pe_lane", seed=seed, test_dir=tmp_path / sim,
+                         unit="pe_lane")
         assert run.tests == 5
         records[sim] = run.record_dir
     assert record_differences(records["icarus"], records["verilator"]) == []

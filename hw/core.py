@@ -1,0 +1,277 @@
+"""The sparse compute core: runs ``ref.contract`` programs, spending cycles only on effectual MACs.
+
+Blocks (one file each): :class:`~hw.operand_loader.OperandLoader` takes commands and operands
+into one of two buffer sets; :class:`~hw.dispatcher.Dispatcher` hands outputs that have work to
+idle :class:`~hw.sparse_lane.SparseLane` s; lanes write finished outputs into
+:class:`~hw.acc_bank.AccBank` s (bank ``n mod lanes``, fixed-priority arbitration, lowest lane
+first); a DRAIN reads one row group from every bank per cycle through
+:class:`~hw.requantize.Requantizer` s onto ``o_data``. Stream formats: docs/core.md.
+
+Commands run in order. A GEMM starts when its operands are loaded and the previous command is
+finished (its last write-back done), so accumulating GEMMs and drains see every earlier write;
+the next GEMM's operands load meanwhile into the other buffer set.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.acc_bank import AccBank
+from hw.config import StagConfig
+from hw.dispatcher import Dispatcher
+from hw.layouts import OP_GEMM, core_command_layout
+from hw.operand_loader import BUFFER_SETS, OperandLoader, descriptor_layout
+from hw.requantize import Requantizer
+from hw.sparse_lane import SparseLane, _popcount
+
+__all__ = ["SparseCore", "counters_layout"]
+
+#: Commands that may wait, loaded or not, between the loader and the compute side.
+DESCRIPTOR_QUEUE = 4
+
+
+def counters_layout(counter_bits: int, lanes: int) -> data.StructLayout:
+    """Performance counters of the core (all wrap at ``counter_bits``; reset clears them).
+
+    Fields
+    ------
+    cycles : cycles in which the core was not idle (a command queued, loading or running)
+    macs_issued : multiply-accumulates issued to the lanes (the effectual ones in the sparse core)
+    macs_dense : multiply-accumulates a dense core issues for the same GEMMs (``tile_m*tile_n*tile_k``
+        each); MACs skipped = ``macs_dense - macs_issued``
+    input_starved : cycles the loader wanted an operand beat and ``i_data`` had none
+    output_stalled : cycles a result beat waited on ``o_data`` for ``ready``
+    lane_busy : per lane, cycles in which it issued a MAC
+    """
+    return data.StructLayout({
+        "cycles": counter_bits,
+        "macs_issued": counter_bits,
+        "macs_dense": counter_bits,
+        "input_starved": counter_bits,
+        "output_stalled": counter_bits,
+        "lane_busy": data.ArrayLayout(counter_bits, lanes),
+    })
+
+
+class SparseCore(wiring.Component):
+    """The generated compute core for ``config`` (``config.sparse`` selects the dense baseline).
+
+    Members
+    -------
+    i_cmd : In(stream of ``core_command_layout(config.acc_index_bits)``)
+    i_data : In(stream of ``config.bus_bits`` bits)
+        GEMM operands and masks, in command order (docs/core.md).
+    o_data : Out(stream of ``lanes * acc_bits`` bits)
+        DRAIN results: ``tile_m * tile_n / lanes`` beats per drain, row-major; element ``i`` of a
+        beat is column ``group * lanes + i``, a sign-extended ``acc_bits`` value.
+    counters : Out(:func:`counters_layout`)
+    idle : Out(1)
+        No command queued, loading or running, and no result waiting.
+    """
+
+    def __init__(self, config: StagConfig) -> None:
+        self.config = config
+        self._cmd_layout = core_command_layout(config.acc_index_bits)
+        super().__init__({
+            "i_cmd": In(stream.Signature(self._cmd_layout)),
+            "i_data": In(stream.Signature(config.bus_bits)),
+            "o_data": Out(stream.Signature(config.lanes * config.acc_bits)),
+            "counters": Out(counters_layout(config.counter_bits, config.lanes)),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        lanes, tm, tn, tk = cfg.lanes, cfg.tile_m, cfg.tile_n, cfg.tile_k
+        groups = tn // lanes
+        group_bits = (lanes - 1).bit_length()
+        words_per_row = tk // cfg.bus_elems
+        per_acc = tm * groups
+
+        # ---- intake ------------------------------------------------------------------------
+        m.submodules.loader = loader = OperandLoader(
+            command_layout=self._cmd_layout, operand_bits=cfg.operand_bits, tile_m=tm, tile_n=tn,
+            tile_k=tk, bus_elems=cfg.bus_elems, sparse=cfg.sparse)
+        wiring.connect(m, wiring.flipped(self.i_cmd), loader.i_cmd)
+        wiring.connect(m, wiring.flipped(self.i_data), loader.i_data)
+
+        desc_layout = descriptor_layout(self._cmd_layout)
+        m.submodules.descriptors = descriptors = SyncFIFO(width=desc_layout.size, depth=DESCRIPTOR_QUEUE)
+        m.d.comb += [
+            descriptors.w_data.eq(loader.o_desc.payload),
+            descriptors.w_en.eq(loader.o_desc.valid),
+            loader.o_desc.ready.eq(descriptors.w_rdy),
+        ]
+
+        m.submodules.a_mem = a_mem = Memory(shape=unsigned(cfg.bus_bits), depth=loader.a_words, init=[])
+        m.submodules.b_mem = b_mem = Memory(shape=unsigned(cfg.bus_bits), depth=loader.b_words, init=[])
+        a_wr = a_mem.write_port()
+        b_wr = b_mem.write_port()
+        m.d.comb += [
+            a_wr.addr.eq(loader.a_wr_addr), a_wr.data.eq(loader.a_wr_data), a_wr.en.eq(loader.a_wr_en),
+            b_wr.addr.eq(loader.b_wr_addr), b_wr.data.eq(loader.b_wr_data), b_wr.en.eq(loader.b_wr_en),
+        ]
+
+        # ---- the command being executed ----------------------------------------------------------
+        current = Signal(desc_layout)
+        cmd = current.cmd
+        IDLE, RUN, DRAIN = 0, 1, 2
+        state = Signal(2, init=IDLE)
+        take = Signal()
+        m.d.comb += [
+            take.eq((state == IDLE) & descriptors.r_rdy),
+            descriptors.r_en.eq(take),
+        ]
+        incoming = Signal(desc_layout)
+        m.d.comb += incoming.eq(descriptors.r_data)
+        starting_gemm = take & (incoming.cmd.op == OP_GEMM)
+
+        # ---- dispatcher and lanes ----------------------------------------------------------------
+        m.submodules.dispatcher = dispatcher = Dispatcher(lanes=lanes, tile_m=tm, tile_n=tn, tile_k=tk,
+                                                          sparse=cfg.sparse)
+        m.d.comb += [
+            dispatcher.start.eq(starting_gemm),
+            dispatcher.has_mask.eq(cmd.has_mask),
+            dispatcher.accumulate.eq(cmd.accumulate),
+        ]
+        for r in range(tm):
+            m.d.comb += dispatcher.mask_rows[r].eq(loader.masks[current.set * tm + r])
+            if cfg.sparse:
+                m.d.comb += dispatcher.row_bitmaps[r].eq(loader.a_bitmaps[current.set * tm + r])
+        if cfg.sparse:
+            for c in range(tn):
+                m.d.comb += dispatcher.col_bitmaps[c].eq(loader.b_bitmaps[current.set * tn + c])
+
+        lane_units = []
+        for j in range(lanes):
+            lane = SparseLane(operand_bits=cfg.operand_bits, acc_bits=cfg.acc_bits, tile_m=tm, tile_n=tn,
+                              tile_k=tk, bus_elems=cfg.bus_elems, operand_words=max(loader.a_words, loader.b_words),
+                              sparse=cfg.sparse)
+            m.submodules[f"lane{j}"] = lane
+            lane_units.append(lane)
+            wiring.connect(m, dispatcher.o_work[j], lane.i_work)
+            a_rd = a_mem.read_port()
+            b_rd = b_mem.read_port()
+            m.d.comb += [
+                lane.a_bitmap.eq(cmd.a_bitmap if cfg.sparse else 0),
+                lane.b_bitmap.eq(cmd.b_bitmap if cfg.sparse else 0),
+                lane.a_base.eq(current.set * (tm * words_per_row)),
+                lane.b_base.eq(current.set * (tn * words_per_row)),
+                a_rd.addr.eq(lane.a_addr),
+                b_rd.addr.eq(lane.b_addr),
+                lane.a_word.eq(a_rd.data),
+                lane.b_word.eq(b_rd.data),
+            ]
+
+        # ---- accumulator banks and write-back arbitration ---------------------------------------
+        banks = []
+        lane_grants = [[] for _ in range(lanes)]    # per lane: its grant signal at each bank
+        for b in range(lanes):
+            bank = AccBank(acc_bits=cfg.acc_bits, accumulators=cfg.accumulators, per_acc=per_acc)
+            m.submodules[f"bank{b}"] = bank
+            banks.append(bank)
+            m.d.comb += [
+                bank.accumulate.eq(cmd.accumulate),
+                bank.clear_all.eq(starting_gemm & ~incoming.cmd.accumulate),
+                bank.clear_acc.eq(incoming.cmd.acc),
+                bank.clear_one.eq(dispatcher.clear[b]),
+                bank.clear_addr.eq(cmd.acc * per_acc + dispatcher.clear_m * groups + dispatcher.clear_group),
+            ]
+            # Fixed priority: the lowest-numbered lane with a result for this bank wins.
+            granted = Const(0, 1)
+            requests = []
+            for j, lane in enumerate(lane_units):
+                result = lane.o_result.payload
+                wants = lane.o_result.valid & (result.n[:group_bits] == b if group_bits else 1)
+                grant = Signal(name=f"grant_b{b}_l{j}")
+                m.d.comb += grant.eq(wants & ~granted)
+                granted = granted | wants
+                requests.append((grant, result))
+                lane_grants[j].append(grant)
+            wb = bank.i_wb.payload
+            m.d.comb += bank.i_wb.valid.eq(granted)
+            for grant, result in requests:
+                with m.If(grant):
+                    m.d.comb += [
+                        wb.addr.eq(cmd.acc * per_acc + result.m * groups + (result.n >> group_bits)),
+                        wb.value.eq(result.value),
+                        wb.masked.eq(result.masked),
+                    ]
+        for lane, grants in zip(lane_units, lane_grants, strict=True):
+            m.d.comb += lane.o_result.ready.eq(Cat(grants).any())
+
+        # ---- drain ----------------------------------------------------------------------------
+        beats = tm * groups
+        drain_index = Signal(range(beats + 1))
+        read_valid = Signal()           # the banks' read ports hold the values of one row group
+        advance = ~self.o_data.valid | self.o_data.ready
+        issuing = (state == DRAIN) & (drain_index != beats)
+        requantized = []
+        for b, bank in enumerate(banks):
+            rq = Requantizer(cfg.acc_bits)
+            m.submodules[f"requantize{b}"] = rq
+            m.d.comb += [
+                bank.rd_en.eq((state == DRAIN) & advance),
+                bank.rd_addr.eq(cmd.acc * per_acc + drain_index),
+                rq.i_value.eq(bank.rd_value),
+                rq.i_shift.eq(cmd.shift),
+                rq.i_out_bits.eq(cmd.out_bits),
+                rq.i_rounding.eq(cmd.rounding),
+                rq.i_relu.eq(cmd.relu),
+            ]
+            requantized.append(rq.o_value)
+        with m.If((state == DRAIN) & advance):
+            m.d.sync += [
+                self.o_data.valid.eq(read_valid),
+                self.o_data.payload.eq(Cat(requantized)),
+                read_valid.eq(issuing),
+            ]
+            with m.If(issuing):
+                m.d.sync += drain_index.eq(drain_index + 1)
+
+        # ---- sequencing --------------------------------------------------------------------------
+        lanes_idle = Cat(lane.idle for lane in lane_units).all()
+        banks_idle = ~Cat(bank.busy for bank in banks).any()
+        m.d.comb += [
+            loader.release.eq(0),
+            loader.release_set.eq(current.set),
+        ]
+        with m.Switch(state):
+            with m.Case(IDLE):
+                with m.If(take):
+                    m.d.sync += current.eq(incoming)
+                    with m.If(incoming.cmd.op == OP_GEMM):
+                        m.d.sync += state.eq(RUN)
+                    with m.Else():
+                        m.d.sync += [state.eq(DRAIN), drain_index.eq(0), read_valid.eq(0)]
+            with m.Case(RUN):
+                with m.If(~dispatcher.busy & lanes_idle & banks_idle):
+                    m.d.comb += loader.release.eq(1)
+                    m.d.sync += state.eq(IDLE)
+            with m.Case(DRAIN):
+                with m.If(~issuing & ~read_valid & advance):
+                    m.d.sync += state.eq(IDLE)
+
+        m.d.comb += self.idle.eq((state == IDLE) & ~descriptors.r_rdy & ~loader.busy & ~self.i_cmd.valid &
+                                 ~self.o_data.valid)
+
+        # ---- counters ----------------------------------------------------------------------------
+        ctr = self.counters
+        issued = Cat(lane.issued for lane in lane_units)
+        m.d.sync += [
+            ctr.cycles.eq(ctr.cycles + ~self.idle),
+            ctr.macs_issued.eq(ctr.macs_issued + _popcount(issued, lanes)),
+            ctr.input_starved.eq(ctr.input_starved + loader.starved),
+            ctr.output_stalled.eq(ctr.output_stalled + (self.o_data.valid & ~self.o_data.ready)),
+        ]
+        with m.If(starting_gemm):
+            m.d.sync += ctr.macs_dense.eq(ctr.macs_dense + tm * tn * tk)
+        for j, lane in enumerate(lane_units):
+            m.d.sync += ctr.lane_busy[j].eq(ctr.lane_busy[j] + lane.issued)
+        assert BUFFER_SETS == 2
+        return m

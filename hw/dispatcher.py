@@ -1,0 +1,187 @@
+"""Dispatcher: walks a tile's outputs and hands every one that needs work to an idle lane.
+
+The outputs are visited in *groups* of ``lanes`` consecutive columns of one row (row-major), one
+group per cycle at best. For each output of a group the dispatcher decides, from the A row bitmap,
+the B column bitmaps and the output mask:
+
+- masked off: no lane is used; under ``accumulate`` the accumulator's live bit is cleared (without
+  ``accumulate`` the whole accumulator was already cleared when the command started);
+- no effectual ``k`` (A row AND B column is empty): nothing to do, the output is 0 (or keeps its
+  old value under ``accumulate``);
+- otherwise a *work item* (the AND bitmap) goes to a lane.
+
+Work items are compacted onto the lanes with room: the i-th pending item goes to the i-th lane
+with room (prefix counts over both), so skipped outputs leave no hole in the lanes. This is what
+turns element-wise output sparsity (ReLU masks) into saved cycles; skipping only all-zero rows
+would capture almost none of it. Items that find no lane wait in the group register.
+
+The dense core (``sparse=False``) sends every output, masked or not, with an all-ones bitmap.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.sparse_lane import _popcount, work_item_layout
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher(wiring.Component):
+    """Output dispatcher of the sparse core; see the module docstring.
+
+    Parameters
+    ----------
+    lanes, tile_m, tile_n, tile_k : int
+        ``tile_n`` is a multiple of ``lanes`` (a group is ``lanes`` columns, one per bank).
+    sparse : bool
+
+    Members
+    -------
+    start : In(1)
+        Begin a command; ``has_mask``, ``accumulate`` and the bitmaps are held until ``busy`` falls.
+    row_bitmaps : In(ArrayLayout(tile_k, tile_m)); col_bitmaps : In(ArrayLayout(tile_k, tile_n))
+        Nonzero bitmaps of A's rows and B's columns (sparse core only).
+    mask_rows : In(ArrayLayout(tile_n, tile_m))
+        Output mask, 1 = compute.
+    o_work : Out(stream of work items), one per lane
+        ``valid`` is only raised when the lane's (registered) ``ready`` is high.
+    clear, clear_m, clear_group : Out
+        Live bits to clear: output ``(clear_m, clear_group * lanes + i)`` for each set bit ``i``.
+    busy : Out(1)
+        Outputs of the command remain to be handed out.
+
+    Timing: the first group is loaded on the edge of ``start``; each group takes at least one
+    cycle, so a command takes at least ``tile_m * tile_n / lanes + 1`` cycles here.
+    """
+
+    def __init__(self, *, lanes: int, tile_m: int, tile_n: int, tile_k: int, sparse: bool) -> None:
+        self._lanes, self._tm, self._tn, self._tk, self._sparse = lanes, tile_m, tile_n, tile_k, sparse
+        groups = tile_n // lanes
+        bitmaps = {
+            "row_bitmaps": In(data.ArrayLayout(tile_k, tile_m)),
+            "col_bitmaps": In(data.ArrayLayout(tile_k, tile_n)),
+        } if sparse else {}
+        super().__init__({
+            "start": In(1),
+            "has_mask": In(1),
+            "accumulate": In(1),
+            **bitmaps,
+            "mask_rows": In(data.ArrayLayout(tile_n, tile_m)),
+            "o_work": Out(stream.Signature(work_item_layout(tile_m, tile_n, tile_k))).array(lanes),
+            "clear": Out(lanes),
+            "clear_m": Out(range(tile_m)),
+            "clear_group": Out(range(groups)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, tm, tn, tk = self._lanes, self._tm, self._tn, self._tk
+        groups = tn // lanes
+
+        # Next group to load.
+        ld_m = Signal(range(tm))
+        ld_g = Signal(range(groups))
+        ld_more = Signal()          # a group remains to be loaded
+
+        # The group register.
+        gr_valid = Signal()
+        gr_fresh = Signal()         # loaded on the last edge (its masked outputs are cleared now)
+        gr_m = Signal(range(tm))
+        gr_g = Signal(range(groups))
+        gr_masked = Signal(lanes)
+        pending = Signal(lanes)
+
+        # What the next group looks like (combinational from ld_m / ld_g).
+        if self._sparse:
+            gr_row = Signal(tk)
+            gr_cols = Signal(data.ArrayLayout(tk, lanes))
+            row = self.row_bitmaps[ld_m]
+        mask_row = self.mask_rows[ld_m]
+        nx_cols = []
+        nx_masked = []
+        nx_need = []
+        for i in range(lanes):
+            n = ld_g * lanes + i
+            masked = self.has_mask & ~mask_row.bit_select(n, 1)
+            nx_masked.append(masked)
+            if self._sparse:
+                col = self.col_bitmaps[n]
+                nx_cols.append(col)
+                nx_need.append(~masked & ((row & col) != 0))
+            else:
+                nx_need.append(Const(1, 1))
+
+        # Compaction: the i-th pending item goes to the i-th lane with room.
+        room = Signal(lanes)
+        m.d.comb += room.eq(Cat(self.o_work[j].ready for j in range(lanes)))
+        assigned = Signal(lanes)
+        sel = [[Signal(name=f"sel_{i}_{j}") for j in range(lanes)] for i in range(lanes)]
+        for i in range(lanes):
+            item_rank = _popcount(pending[:i], i) if i else Const(0, 1)
+            for j in range(lanes):
+                lane_rank = _popcount(room[:j], j) if j else Const(0, 1)
+                m.d.comb += sel[i][j].eq(pending[i] & room[j] & (item_rank == lane_rank))
+            m.d.comb += assigned[i].eq(Cat(sel[i][j] for j in range(lanes)).any())
+        all_ones = Const((1 << tk) - 1, tk)
+        for j in range(lanes):
+            port = self.o_work[j]
+            m.d.comb += port.valid.eq(Cat(sel[i][j] for i in range(lanes)).any())
+            pick = Signal(range(lanes), name=f"pick_{j}")
+            for i in range(lanes):
+                with m.If(sel[i][j]):
+                    m.d.comb += pick.eq(i)
+            m.d.comb += [
+                port.payload.m.eq(gr_m),
+                port.payload.n.eq(gr_g * lanes + pick),
+                port.payload.masked.eq(gr_masked.bit_select(pick, 1)),
+            ]
+            if self._sparse:
+                col = gr_cols[pick]
+                m.d.comb += [
+                    port.payload.work.eq(gr_row & col),
+                    port.payload.abits.eq(gr_row),
+                    port.payload.bbits.eq(col),
+                ]
+            else:
+                m.d.comb += port.payload.work.eq(all_ones)
+
+        remaining = pending & ~assigned
+        advance = Signal()          # the group register takes the next group on this edge
+        m.d.comb += [
+            advance.eq(ld_more & (~gr_valid | (remaining == 0))),
+            self.busy.eq(gr_valid | ld_more),
+            self.clear.eq(Mux(gr_fresh & self.accumulate, gr_masked, 0)),
+            self.clear_m.eq(gr_m),
+            self.clear_group.eq(gr_g),
+        ]
+
+        m.d.sync += gr_fresh.eq(advance)
+        with m.If(self.start):
+            m.d.sync += [ld_m.eq(0), ld_g.eq(0), ld_more.eq(1), gr_valid.eq(0), pending.eq(0)]
+        with m.Elif(advance):
+            m.d.sync += [
+                gr_valid.eq(1),
+                gr_m.eq(ld_m),
+                gr_g.eq(ld_g),
+                gr_masked.eq(Cat(nx_masked)),
+                pending.eq(Cat(nx_need)),
+            ]
+            if self._sparse:
+                m.d.sync += gr_row.eq(row)
+                for i in range(lanes):
+                    m.d.sync += gr_cols[i].eq(nx_cols[i])
+            last_group = (ld_m == tm - 1) & (ld_g == groups - 1)
+            m.d.sync += ld_more.eq(~last_group)
+            with m.If(ld_g == groups - 1):
+                m.d.sync += [ld_g.eq(0), ld_m.eq(ld_m + 1)]
+            with m.Else():
+                m.d.sync += ld_g.eq(ld_g + 1)
+        with m.Elif(gr_valid):
+            m.d.sync += pending.eq(remaining)
+            with m.If(remaining == 0):
+                m.d.sync += gr_valid.eq(0)
+        return m

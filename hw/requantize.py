@@ -1,0 +1,88 @@
+"""Drain-path requantizer: accumulator value -> shifted, rounded, saturated (and ReLU'd) code.
+
+Bit-exact with ``ref.numerics.requantize`` (and ``ref.contract`` ``Drain``): arithmetic right shift
+by ``shift`` with ``half_away`` / ``half_even`` / ``floor`` rounding, then saturation to the
+symmetric range ``±(2**(out_bits-1) - 1)``, then ``max(., 0)`` if ``relu``. ``out_bits == 0``
+means a raw read-out (no shift, no saturation; ReLU still applies).
+"""
+
+from __future__ import annotations
+
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.layouts import ROUNDING_CODES
+
+__all__ = ["Requantizer"]
+
+
+class Requantizer(wiring.Component):
+    """Combinational requantizer for one ``acc_bits`` accumulator value (latency 0).
+
+    Shifts of ``acc_bits + 1`` or more give the same result as ``acc_bits + 1`` (every accumulator
+    value is then within ``(-1/4, 1/4]`` of 0 after scaling), so the shifter is only that wide.
+
+    Members
+    -------
+    i_value : In(signed(acc_bits))
+    i_shift : In(6)         shift 0..62
+    i_out_bits : In(6)      2..32, or 0 for raw
+    i_rounding : In(2)      ``hw.layouts.ROUNDING_CODES``
+    i_relu : In(1)
+    o_value : Out(signed(acc_bits))   the code, sign-extended
+    """
+
+    def __init__(self, acc_bits: int) -> None:
+        self._acc_bits = acc_bits
+        super().__init__({
+            "i_value": In(signed(acc_bits)),
+            "i_shift": In(6),
+            "i_out_bits": In(6),
+            "i_rounding": In(2),
+            "i_relu": In(1),
+            "o_value": Out(signed(acc_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self._acc_bits
+        # One guard bit so the shift saturates at w + 1 (see the class docstring).
+        shift = Signal(range(w + 2))
+        m.d.comb += shift.eq(Mux(self.i_shift > w + 1, w + 1, self.i_shift))
+
+        value = self.i_value
+        quotient = Signal(signed(w + 1))      # floor(value / 2**shift)
+        m.d.comb += quotient.eq(value >> shift)
+        # The bits shifted out, as an unsigned remainder in [0, 2**shift).
+        remainder = Signal(unsigned(w + 2))
+        m.d.comb += remainder.eq((value - (quotient << shift)).as_unsigned())
+        half = Signal(unsigned(w + 2))        # 2**(shift - 1), the rounding tie
+        m.d.comb += half.eq((Const(1, unsigned(w + 3)) << shift)[1:])
+        above_half = (remainder > half) & (shift != 0)
+        at_half = (remainder == half) & (shift != 0)
+        round_up = Signal()
+        m.d.comb += round_up.eq(Mux(
+            self.i_rounding == ROUNDING_CODES["floor"], 0,
+            Mux(self.i_rounding == ROUNDING_CODES["half_even"],
+                above_half | (at_half & quotient[0]),
+                # half_away: ties go up for positive values, down (i.e. stay at floor) for negative.
+                above_half | (at_half & ~value[-1]))))
+        rounded = Signal(signed(w + 2))
+        m.d.comb += rounded.eq(quotient + round_up)
+
+        # Symmetric saturation: limit = 2**(out_bits - 1) - 1.
+        # Wide enough for out_bits = 32 whatever acc_bits is (a limit beyond the accumulator's
+        # range simply never saturates).
+        limit = Signal(signed(35))
+        limit_shift = Signal(6)
+        m.d.comb += [
+            limit_shift.eq(Mux(self.i_out_bits == 0, 0, self.i_out_bits - 1)),
+            limit.eq((Const(1, unsigned(34)) << limit_shift)[:34] - 1),
+        ]
+        saturated = Signal(signed(w + 2))
+        m.d.comb += saturated.eq(Mux(rounded > limit, limit, Mux(rounded < -limit, -limit, rounded)))
+        code = Signal(signed(w))
+        m.d.comb += code.eq(Mux(self.i_out_bits == 0, value, saturated))
+        m.d.comb += self.o_value.eq(Mux(self.i_relu & code[-1], 0, code))
+        return m

@@ -1,0 +1,292 @@
+"""One lane of the sparse core: a work queue, a zero-skipping issue stage, operand fetch, a PE lane.
+
+The dispatcher hands the lane *work items*: one output ``(m, n)`` and the bitmap of its effectual
+reduction indices ``k`` (A row bitmap AND B column bitmap, or all ones in the dense core). The lane
+issues one ``k`` per cycle, lowest first, so it spends exactly ``popcount(work)`` cycles on the
+output and none on zeros; a new item starts in the cycle after the previous one's last ``k``.
+
+Pipeline per issued ``k`` (one new ``k`` per cycle, never stalls):
+
+====  ======================================================================================
+I0    pick the lowest set bit of the head item's work bitmap; clear it (pop the item when it
+      was the last); the first ``k`` of an item reserves a result slot (tag FIFO)
+I1    rank of ``k`` among the operand's stored values: ``popcount(bitmap below k)`` for a
+      bitmap-compressed operand (packed nonzeros), ``k`` itself for a dense one
+I2    word address to the A and B operand memories (synchronous read)
+I3    select the element from the word; request to the PE lane (``hw.pe_lane``, 3 stages)
+====  ======================================================================================
+
+Results leave in order through a result FIFO, with their ``(m, n, masked)`` tag. The lane starts
+an item only when a result slot is free, so the PE lane's output is always accepted and nothing
+upstream ever has to stall: the only backpressure is the work queue's ``ready``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from hw.pe_lane import PELane
+
+__all__ = ["SparseLane", "lane_result_layout", "work_item_layout"]
+
+
+def work_item_layout(tile_m: int, tile_n: int, tile_k: int) -> data.StructLayout:
+    """One output handed to a lane: its position, effectual-k bitmap, operand bitmaps, mask flag.
+
+    ``abits``/``bbits`` are the A row and B column bitmaps; the lane needs them to find a packed
+    nonzero's address (its rank). ``masked``: the output is masked off (dense core only: the
+    sparse core never hands out masked outputs).
+    """
+    return data.StructLayout({
+        "m": range(tile_m),
+        "n": range(tile_n),
+        "work": tile_k,
+        "abits": tile_k,
+        "bbits": tile_k,
+        "masked": 1,
+    })
+
+
+def lane_result_layout(tile_m: int, tile_n: int, acc_bits: int) -> data.StructLayout:
+    """One finished output leaving a lane: position, mask flag and its sum (signed, wraps)."""
+    return data.StructLayout({
+        "m": range(tile_m),
+        "n": range(tile_n),
+        "masked": 1,
+        "value": signed(acc_bits),
+    })
+
+
+def _popcount(value, width: int):
+    """Sum of the bits of ``value`` as an adder tree (log depth)."""
+    terms = [value[i] for i in range(width)]
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
+
+
+class SparseLane(wiring.Component):
+    """Zero-skipping MAC lane of the sparse core; see the module docstring for the pipeline.
+
+    Parameters
+    ----------
+    operand_bits, acc_bits : int
+        Operand and accumulator widths.
+    tile_m, tile_n, tile_k : int
+        Tile sizes of the core.
+    bus_elems : int
+        Elements per operand memory word.
+    operand_words : int
+        Words per operand memory (all buffer sets); sizes the address ports.
+    sparse : bool
+        False: the dense core (ranks are ``k``; no popcount logic).
+    queue_depth, result_depth : int
+        Work items the lane can hold, and results in flight (tag FIFO depth).
+
+    Members
+    -------
+    i_work : In(stream of :func:`work_item_layout`)
+        ``ready`` is registered (queue has room), so a producer may decide ``valid`` from it.
+    a_bitmap, b_bitmap : In(1)
+        The current command's operand formats (held for the whole command).
+    a_base, b_base : In(range(operand_words))
+        First word of the current buffer set in the A / B memory.
+    a_addr, b_addr : Out(range(operand_words)); a_word, b_word : In(bus_elems * operand_bits)
+        Synchronous read port of each operand memory: word at ``addr`` arrives one cycle later.
+    o_result : Out(stream of :func:`lane_result_layout`)
+    issued : Out(1)
+        A multiply-accumulate was issued this cycle (one ``k`` left the queue).
+    idle : Out(1)
+        Nothing queued, in flight or waiting to leave.
+
+    Latency: an item's last ``k`` issued at edge *t* gives its result on ``o_result`` after edge
+    *t + 7* (I1, I2, I3, three PE stages, result FIFO).
+    """
+
+    def __init__(self, *, operand_bits: int, acc_bits: int, tile_m: int, tile_n: int, tile_k: int,
+                 bus_elems: int, operand_words: int, sparse: bool, queue_depth: int = 2,
+                 result_depth: int = 4) -> None:
+        self._p = dict(operand_bits=operand_bits, acc_bits=acc_bits, tile_m=tile_m, tile_n=tile_n,
+                       tile_k=tile_k, bus_elems=bus_elems, operand_words=operand_words, sparse=sparse,
+                       queue_depth=queue_depth, result_depth=result_depth)
+        word_bits = bus_elems * operand_bits
+        super().__init__({
+            "i_work": In(stream.Signature(work_item_layout(tile_m, tile_n, tile_k))),
+            "a_bitmap": In(1),
+            "b_bitmap": In(1),
+            "a_base": In(range(operand_words)),
+            "b_base": In(range(operand_words)),
+            "a_addr": Out(range(operand_words)),
+            "b_addr": Out(range(operand_words)),
+            "a_word": In(word_bits),
+            "b_word": In(word_bits),
+            "o_result": Out(stream.Signature(lane_result_layout(tile_m, tile_n, acc_bits))),
+            "issued": Out(1),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        p = self._p
+        m = Module()
+        k_bits = p["tile_k"]
+        words_per_row = p["tile_k"] // p["bus_elems"]
+        item_layout = work_item_layout(p["tile_m"], p["tile_n"], p["tile_k"])
+
+        # ---- work queue: `queue_depth` registers, entry 0 is the head --------------------------
+        depth = p["queue_depth"]
+        entries = [Signal(item_layout, name=f"q{i}") for i in range(depth)]
+        started = Signal()              # the head item has issued its first k
+        count = Signal(range(depth + 1))
+        m.d.comb += self.i_work.ready.eq(count < depth)
+
+        tags = SyncFIFO(width=len(Cat(entries[0].m, entries[0].n, entries[0].masked)),
+                        depth=p["result_depth"])
+        m.submodules.tags = tags
+
+        head = entries[0]
+        lowbit = Signal(k_bits)
+        rest = Signal(k_bits)
+        m.d.comb += [
+            lowbit.eq(head.work & (~head.work + 1)),
+            rest.eq(head.work & ~lowbit),
+        ]
+        k_index = Signal(range(k_bits))
+        for i in range(k_bits):
+            with m.If(lowbit[i]):
+                m.d.comb += k_index.eq(i)
+
+        # The first k of an item needs a result slot; later ones already own it.
+        issue = Signal()
+        m.d.comb += issue.eq((count != 0) & (started | tags.w_rdy))
+        last = Signal()
+        m.d.comb += last.eq(rest == 0)
+        pop = issue & last
+        push = self.i_work.valid & self.i_work.ready
+        m.d.comb += [
+            self.issued.eq(issue),
+            tags.w_en.eq(issue & ~started),
+            tags.w_data.eq(Cat(head.m, head.n, head.masked)),
+        ]
+
+        with m.If(issue):
+            m.d.sync += started.eq(~last)
+        m.d.sync += count.eq(count + push - pop)
+        # Queue update: pop shifts entries down; a push fills the first free slot after that.
+        occupancy_after_pop = Signal(range(depth + 1))
+        m.d.comb += occupancy_after_pop.eq(count - pop)
+        for i in range(depth):
+            with m.If(push & (occupancy_after_pop == i)):
+                m.d.sync += entries[i].eq(self.i_work.payload)
+            with m.Elif(pop):
+                if i + 1 < depth:
+                    m.d.sync += entries[i].eq(entries[i + 1])
+            if i == 0:
+                with m.Elif(issue):
+                    m.d.sync += entries[0].work.eq(rest)
+
+        # ---- I1: rank of k among the stored values -------------------------------------------
+        i1_valid = Signal()
+        i1_first = Signal()
+        i1_last = Signal()
+        i1_k = Signal(range(k_bits))
+        i1_m = Signal(range(p["tile_m"]))
+        i1_n = Signal(range(p["tile_n"]))
+        m.d.sync += [
+            i1_valid.eq(issue),
+            i1_first.eq(~started),
+            i1_last.eq(last),
+            i1_k.eq(k_index),
+            i1_m.eq(head.m),
+            i1_n.eq(head.n),
+        ]
+        if p["sparse"]:
+            i1_a_below = Signal(k_bits)
+            i1_b_below = Signal(k_bits)
+            m.d.sync += [
+                i1_a_below.eq(head.abits & (lowbit - 1)),
+                i1_b_below.eq(head.bbits & (lowbit - 1)),
+            ]
+
+        # ---- I2: word addresses ----------------------------------------------------------------
+        i2_valid = Signal()
+        i2_first = Signal()
+        i2_last = Signal()
+        i2_a_rank = Signal(range(k_bits))
+        i2_b_rank = Signal(range(k_bits))
+        i2_m = Signal.like(i1_m)
+        i2_n = Signal.like(i1_n)
+        if p["sparse"]:
+            a_rank = Mux(self.a_bitmap, _popcount(i1_a_below, k_bits), i1_k)
+            b_rank = Mux(self.b_bitmap, _popcount(i1_b_below, k_bits), i1_k)
+        else:
+            a_rank = b_rank = i1_k
+        m.d.sync += [
+            i2_valid.eq(i1_valid),
+            i2_first.eq(i1_first),
+            i2_last.eq(i1_last),
+            i2_a_rank.eq(a_rank),
+            i2_b_rank.eq(b_rank),
+            i2_m.eq(i1_m),
+            i2_n.eq(i1_n),
+        ]
+        elem_bits = max(1, (p["bus_elems"] - 1).bit_length())
+        m.d.comb += [
+            self.a_addr.eq(self.a_base + i2_m * words_per_row + (i2_a_rank >> elem_bits if p["bus_elems"] > 1
+                                                                  else i2_a_rank)),
+            self.b_addr.eq(self.b_base + i2_n * words_per_row + (i2_b_rank >> elem_bits if p["bus_elems"] > 1
+                                                                  else i2_b_rank)),
+        ]
+
+        # ---- I3: element select, request to the PE lane ----------------------------------------
+        i3_valid = Signal()
+        i3_first = Signal()
+        i3_last = Signal()
+        i3_a_sel = Signal(range(max(2, p["bus_elems"])))
+        i3_b_sel = Signal(range(max(2, p["bus_elems"])))
+        m.d.sync += [
+            i3_valid.eq(i2_valid),
+            i3_first.eq(i2_first),
+            i3_last.eq(i2_last),
+            i3_a_sel.eq(i2_a_rank[:elem_bits] if p["bus_elems"] > 1 else 0),
+            i3_b_sel.eq(i2_b_rank[:elem_bits] if p["bus_elems"] > 1 else 0),
+        ]
+        ob = p["operand_bits"]
+        m.submodules.pe = pe = PELane(operand_bits=ob, acc_bits=p["acc_bits"], counter_bits=8)
+        m.d.comb += [
+            pe.i_stream.valid.eq(i3_valid),
+            pe.i_stream.payload.a.eq(self.a_word.word_select(i3_a_sel, ob).as_signed()),
+            pe.i_stream.payload.b.eq(self.b_word.word_select(i3_b_sel, ob).as_signed()),
+            pe.i_stream.payload.first.eq(i3_first),
+            pe.i_stream.payload.last.eq(i3_last),
+        ]
+
+        # ---- results: in order, tagged; the tag FIFO slot guarantees room ------------------------
+        results = SyncFIFO(width=p["acc_bits"], depth=p["result_depth"])
+        m.submodules.results = results
+        m.d.comb += [
+            results.w_en.eq(pe.o_stream.valid),
+            results.w_data.eq(pe.o_stream.payload.acc),
+            pe.o_stream.ready.eq(results.w_rdy),
+        ]
+        tag_m = tags.r_data[:len(i1_m)]
+        tag_n = tags.r_data[len(i1_m):len(i1_m) + len(i1_n)]
+        tag_masked = tags.r_data[-1]
+        m.d.comb += [
+            self.o_result.valid.eq(results.r_rdy),
+            self.o_result.payload.m.eq(tag_m),
+            self.o_result.payload.n.eq(tag_n),
+            self.o_result.payload.masked.eq(tag_masked),
+            self.o_result.payload.value.eq(results.r_data),
+            results.r_en.eq(self.o_result.ready),
+            tags.r_en.eq(self.o_result.valid & self.o_result.ready),
+            self.idle.eq((count == 0) & ~tags.r_rdy),
+        ]
+        return m

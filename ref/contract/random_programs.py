@@ -1,0 +1,172 @@
+"""Random accelerator programs with controlled sparsity, for verifying and benchmarking the RTL core.
+
+``random_program`` builds a Program shaped like the lowering's output (``ref.contract.lowering``):
+``n_gemms`` output tiles; for each, ``k_tiles`` TileGemms on accumulator ``tile index % 2`` (the
+first with ``accumulate=False``, the rest ``True``, all with the same output mask), then one Drain.
+The drained tiles are stacked vertically in the output matrix: ``output_shape = (n_gemms*tile_m,
+tile_n)``, drain i at rows ``[i*tile_m, (i+1)*tile_m)``.
+
+Sparsity ``mode`` (which part is sparse, with nonzero/True probability ``density``):
+
+======  ==========================================  ====================  ======================
+mode    A                                           B                     output mask
+======  ==========================================  ====================  ======================
+a       density ``density``                         full                  none
+b       full                                        density ``density``   none
+mask    full                                        full                  density ``density``
+all     ``density**(1/3)``                          ``density**(1/3)``    ``density**(1/3)``
+dense   full                                        full                  none
+======  ==========================================  ====================  ======================
+
+"full" means every element nonzero. In mode ``all`` each of the three is independent with density
+``density**(1/3)``, so the expected effectual-MAC fraction ``E[effectual_macs / dense_macs]`` is
+``density`` (the product of the three probabilities). Elements are independent Bernoulli draws, so
+a realized density deviates from the target by about ``sqrt(p(1-p)/n)`` over n elements.
+
+Values: a nonzero element is uniform over the full signed ``operand_bits`` range
+``[-2**(b-1), 2**(b-1)-1]`` without 0 (the asymmetric code ``-2**(b-1)`` included, although
+``quantize_symmetric`` never produces it: the RTL must handle every code of its operand width).
+To exercise the extremes reliably, in every operand tile with at least two nonzeros one randomly
+chosen nonzero is set to ``-2**(b-1)`` and another to ``2**(b-1)-1`` (a single nonzero becomes
+``-2**(b-1)``). This changes values only, never the zero pattern, so the densities are unaffected.
+
+Drains are drawn independently per output tile: with probability 1/2 raw (``out_bits=None``,
+``shift=0``), else requantized with ``shift`` uniform in ``0..min(62, acc_bits+2)`` (shifts past
+the accumulator width exercise the all-sign-bits case), ``out_bits`` uniform in
+``2..min(32, acc_bits)`` and ``rounding`` uniform over ``ROUNDINGS``; ``relu`` is a fair coin
+either way.
+
+Everything is drawn from one ``torch.Generator`` seeded with ``seed``, in a fixed order, so equal
+arguments give identical programs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ref.contract.commands import FORMATS, MAX_ACC_BITS, ROUNDINGS, Drain, Operand, Program, Region, TileGemm
+
+MODES: tuple[str, ...] = ("a", "b", "mask", "all", "dense")
+MAX_OPERAND_BITS = 32  # products of two 32-bit codes still fit the int64 evaluator (mod 2**64 wrap is exact)
+MAX_SHIFT = 62  # Drain's shift limit
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_pos_int(name: str, v: int, lo: int = 1) -> int:
+    if not _is_int(v) or v < lo:
+        raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    return v
+
+
+def mode_densities(mode: str, density: float) -> tuple[float, float, float | None]:
+    """(A density, B density, mask density or None for no mask) of a sparsity mode, each in [0, 1]."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "a":
+        return density, 1.0, None
+    if mode == "b":
+        return 1.0, density, None
+    if mode == "mask":
+        return 1.0, 1.0, density
+    if mode == "all":
+        d = density ** (1.0 / 3.0)
+        return d, d, d
+    return 1.0, 1.0, None
+
+
+def _random_tile(rows: int, cols: int, density: float, bits: int, gen: torch.Generator) -> torch.Tensor:
+    """int64 tile [rows, cols]: each element nonzero with probability ``density``; nonzeros uniform
+    over the signed ``bits``-bit range without 0, then one forced to the minimum and one to the maximum."""
+    keep = torch.rand((rows, cols), generator=gen) < density  # rand is in [0, 1): density 0 / 1 are exact
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    # Uniform on the 2**b - 1 nonzero codes: draw an index in [0, 2**b - 1) and skip over 0.
+    v = torch.randint(0, (1 << bits) - 1, (rows, cols), generator=gen, dtype=torch.int64) + lo
+    v = v + (v >= 0).to(torch.int64)
+    tile = torch.where(keep, v, torch.zeros((), dtype=torch.int64))
+    nz = keep.flatten().nonzero().flatten()
+    order = nz[torch.randperm(nz.numel(), generator=gen)]
+    flat = tile.view(-1)
+    if order.numel() >= 1:
+        flat[order[0]] = lo
+    if order.numel() >= 2:
+        flat[order[1]] = hi
+    return tile
+
+
+def _random_drain(acc: int, acc_bits: int, gen: torch.Generator) -> Drain:
+    def randint(lo: int, hi: int) -> int:  # inclusive bounds
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen).item())
+
+    raw = randint(0, 1) == 1
+    relu = randint(0, 1) == 1
+    if raw:
+        return Drain(acc, relu=relu)
+    shift = randint(0, min(MAX_SHIFT, acc_bits + 2))
+    out_bits = randint(2, min(32, acc_bits))
+    rounding = ROUNDINGS[randint(0, len(ROUNDINGS) - 1)]
+    return Drain(acc, shift=shift, out_bits=out_bits, rounding=rounding, relu=relu)
+
+
+def random_program(
+    *,
+    mode: str,
+    density: float,
+    tile_m: int,
+    tile_n: int,
+    tile_k: int,
+    operand_bits: int,
+    acc_bits: int,
+    n_gemms: int = 2,
+    k_tiles: int = 2,
+    seed: int,
+    a_format: str | None = None,
+    b_format: str | None = None,
+) -> Program:
+    """A random Program of ``n_gemms`` output tiles, each ``k_tiles`` TileGemms plus one Drain.
+
+    ``mode`` selects what is sparse and ``density`` (in [0, 1]) the fraction of nonzero operand
+    elements / True mask entries (see the module docstring; mode ``all`` splits it as
+    ``density**(1/3)`` per part so the effectual-MAC fraction is ~``density``). ``operand_bits``
+    (2..32) is the signed width of A and B codes, ``acc_bits`` (2..64) the accumulator width.
+    ``a_format`` / ``b_format`` default to "bitmap" for an operand the mode makes sparse (A in
+    modes a and all, B in b and all) and "dense" otherwise. Deterministic in ``seed`` (an int >= 0).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 <= density <= 1.0:
+        raise ValueError(f"density must be a number in [0, 1], got {density!r}")
+    tm = _check_pos_int("tile_m", tile_m)
+    tn = _check_pos_int("tile_n", tile_n)
+    tk = _check_pos_int("tile_k", tile_k)
+    if not _is_int(operand_bits) or not 2 <= operand_bits <= MAX_OPERAND_BITS:
+        raise ValueError(f"operand_bits must be an int in [2, {MAX_OPERAND_BITS}], got {operand_bits!r}")
+    if not _is_int(acc_bits) or not 2 <= acc_bits <= MAX_ACC_BITS:
+        raise ValueError(f"acc_bits must be an int in [2, {MAX_ACC_BITS}], got {acc_bits!r}")
+    _check_pos_int("n_gemms", n_gemms)
+    _check_pos_int("k_tiles", k_tiles)
+    _check_pos_int("seed", seed, 0)
+    da, db, dm = mode_densities(mode, float(density))
+    # The mode (not the realized density) decides the default: mode "a" at density 1 still sends A as a bitmap.
+    fa = a_format if a_format is not None else ("bitmap" if mode in ("a", "all") else "dense")
+    fb = b_format if b_format is not None else ("bitmap" if mode in ("b", "all") else "dense")
+    if fa not in FORMATS:
+        raise ValueError(f"a_format must be None or one of {FORMATS}, got {a_format!r}")
+    if fb not in FORMATS:
+        raise ValueError(f"b_format must be None or one of {FORMATS}, got {b_format!r}")
+
+    gen = torch.Generator().manual_seed(seed)
+    commands: list[TileGemm | Drain] = []
+    regions: list[Region] = []
+    for t in range(n_gemms):
+        acc = t % 2  # two accumulators, alternating, as the lowering does
+        mask = None if dm is None else torch.rand((tm, tn), generator=gen) < dm
+        for k in range(k_tiles):
+            a = Operand.of(_random_tile(tm, tk, da, operand_bits, gen), fa)
+            b = Operand.of(_random_tile(tk, tn, db, operand_bits, gen), fb)
+            commands.append(TileGemm(acc, a, b, out_mask=mask, accumulate=k > 0))
+        commands.append(_random_drain(acc, acc_bits, gen))
+        regions.append(Region(t * tm, 0, tm, tn))
+    return Program(tuple(commands), acc_bits, tm, tn, tk, (n_gemms * tm, tn), tuple(regions))

@@ -1,0 +1,139 @@
+"""Encode ``ref.contract`` programs into the sparse core's stream beats, and decode its results.
+
+This is the one place that knows the wire format of docs/core.md; the Amaranth-simulator tests,
+the cocotb testbenches and the benchmarks all go through it. Everything is plain Python ints, so
+a testbench only writes integers to signals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hw.config import StagConfig
+from hw.layouts import OP_DRAIN, OP_GEMM, ROUNDING_CODES, core_command_layout
+from ref.contract import Drain, Program, TileGemm
+
+__all__ = ["EncodedProgram", "ProgramMismatch", "decode_drain", "encode_program", "program_for_config"]
+
+
+class ProgramMismatch(ValueError):
+    """The program cannot run on this core (tile sizes, accumulators, widths, formats)."""
+
+
+@dataclass(frozen=True)
+class EncodedProgram:
+    """A program as the core's input streams, plus what to expect on the output.
+
+    Fields:
+        commands:      packed ``core_command_layout`` words, one per command.
+        data:          ``bus_bits``-wide beats of all GEMM operands, in command order.
+        drain_beats:   ``o_data`` beats per drain (``tile_m * tile_n / lanes``).
+        drains:        number of drains (so ``drains * drain_beats`` beats come out).
+        data_per_command: data beats of each command (0 for a drain), for progress and model checks.
+    """
+
+    commands: tuple[int, ...]
+    data: tuple[int, ...]
+    drain_beats: int
+    drains: int
+    data_per_command: tuple[int, ...]
+
+
+def program_for_config(program: Program, config: StagConfig) -> None:
+    """Raise :class:`ProgramMismatch` naming the field if ``program`` does not fit ``config``'s core."""
+    for field in ("tile_m", "tile_n", "tile_k", "acc_bits"):
+        if getattr(program, field) != getattr(config, field):
+            raise ProgramMismatch(f"program {field} = {getattr(program, field)} but the core has "
+                                  f"{field} = {getattr(config, field)}")
+    limit = 1 << (config.operand_bits - 1)
+    for i, cmd in enumerate(program.commands):
+        if cmd.acc >= config.accumulators:
+            raise ProgramMismatch(f"commands[{i}].acc = {cmd.acc}, but the core has {config.accumulators} "
+                                  f"accumulators (0..{config.accumulators - 1})")
+        if isinstance(cmd, TileGemm):
+            for name, op in (("a", cmd.a), ("b", cmd.b)):
+                t = op.to_dense()
+                if t.numel() and (int(t.min()) < -limit or int(t.max()) > limit - 1):
+                    raise ProgramMismatch(f"commands[{i}].{name} has values outside the core's signed "
+                                          f"{config.operand_bits}-bit range [{-limit}, {limit - 1}]")
+
+
+def _pack(values, bits: int) -> int:
+    word = 0
+    mask = (1 << bits) - 1
+    for e, v in enumerate(values):
+        word |= (int(v) & mask) << (e * bits)
+    return word
+
+
+def _vector_beats(vector: torch.Tensor, bitmap: bool, config: StagConfig) -> list[int]:
+    """Beats of one A row / B column (``tile_k`` values) in dense or bitmap-compressed form."""
+    w, ob, bus_bits = config.bus_elems, config.operand_bits, config.bus_bits
+    values = [int(v) for v in vector.tolist()]
+    if not bitmap:
+        return [_pack(values[j:j + w], ob) for j in range(0, len(values), w)]
+    bits = sum(1 << k for k, v in enumerate(values) if v != 0)
+    beats = [(bits >> (j * bus_bits)) & ((1 << bus_bits) - 1) for j in range(-(-config.tile_k // bus_bits))]
+    nonzeros = [v for v in values if v != 0]
+    beats += [_pack(nonzeros[j:j + w], ob) for j in range(0, len(nonzeros), w)]
+    return beats
+
+
+def encode_program(program: Program, config: StagConfig) -> EncodedProgram:
+    """The core's input beats for ``program``. The dense core gets every operand in dense form
+    (the values are the same; only the storage format differs)."""
+    program_for_config(program, config)
+    layout = core_command_layout(config.acc_index_bits)
+    bus_bits = config.bus_bits
+    commands: list[int] = []
+    data: list[int] = []
+    per_command: list[int] = []
+    drains = 0
+    for cmd in program.commands:
+        start = len(data)
+        if isinstance(cmd, TileGemm):
+            a_bitmap = config.sparse and cmd.a.format == "bitmap"
+            b_bitmap = config.sparse and cmd.b.format == "bitmap"
+            fields = dict(op=OP_GEMM, acc=cmd.acc, accumulate=int(cmd.accumulate), a_bitmap=int(a_bitmap),
+                          b_bitmap=int(b_bitmap), has_mask=int(cmd.out_mask is not None))
+            a = cmd.a.to_dense()
+            b = cmd.b.to_dense()
+            for r in range(config.tile_m):
+                data += _vector_beats(a[r], a_bitmap, config)
+            for c in range(config.tile_n):
+                data += _vector_beats(b[:, c], b_bitmap, config)
+            if cmd.out_mask is not None:
+                for r in range(config.tile_m):
+                    bits = sum(1 << c for c, v in enumerate(cmd.out_mask[r].tolist()) if v)
+                    data += [(bits >> (j * bus_bits)) & ((1 << bus_bits) - 1)
+                             for j in range(-(-config.tile_n // bus_bits))]
+        else:
+            assert isinstance(cmd, Drain)
+            drains += 1
+            fields = dict(op=OP_DRAIN, acc=cmd.acc, shift=cmd.shift,
+                          out_bits=0 if cmd.out_bits is None else cmd.out_bits,
+                          rounding=ROUNDING_CODES[cmd.rounding], relu=int(cmd.relu))
+        commands.append(layout.const(fields).as_value().value)
+        per_command.append(len(data) - start)
+    return EncodedProgram(
+        commands=tuple(commands), data=tuple(data), drain_beats=config.tile_m * config.tile_n // config.lanes,
+        drains=drains, data_per_command=tuple(per_command))
+
+
+def decode_drain(beats: list[int], config: StagConfig) -> torch.Tensor:
+    """One drain's ``o_data`` beats -> the ``[tile_m, tile_n]`` int64 tile."""
+    lanes, acc_bits = config.lanes, config.acc_bits
+    groups = config.tile_n // lanes
+    if len(beats) != config.tile_m * groups:
+        raise ValueError(f"a drain has {config.tile_m * groups} beats, got {len(beats)}")
+    out = torch.zeros(config.tile_m, config.tile_n, dtype=torch.int64)
+    mask = (1 << acc_bits) - 1
+    sign = 1 << (acc_bits - 1)
+    for i, beat in enumerate(beats):
+        r, g = divmod(i, groups)
+        for e in range(lanes):
+            v = (beat >> (e * acc_bits)) & mask
+            out[r, g * lanes + e] = v - (1 << acc_bits) if v & sign else v
+    return out

@@ -1,0 +1,41 @@
+"""The core's standard regression: random programs over every sparsity mode and density.
+
+Used by ``stag sim`` / ``stag demo`` (through :mod:`sim.suites`) and the cosim tests. Each case is
+a random ``ref.contract`` program (``ref.contract.random_programs``) in one mode (A sparse, B
+sparse, output mask, all three, dense) at one density of ``DENSITIES``; every other case runs
+with random input starvation and output backpressure. Expected values come from ``ref``.
+"""
+
+from __future__ import annotations
+
+from hw.config import StagConfig
+from ref.contract.random_programs import MODES, random_program
+from sim.core_vectors import VectorCase, make_case
+
+__all__ = ["DENSITIES", "regression_cases"]
+
+#: Operand / mask densities of the regression (the issue's list).
+DENSITIES: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+
+
+def regression_cases(config: StagConfig, seed: int, *, modes: tuple[str, ...] = MODES,
+                     densities: tuple[float, ...] = DENSITIES, n_gemms: int | None = None,
+                     k_tiles: int = 2) -> list[VectorCase]:
+    """One case per (mode, density) for ``config``'s core, seeded from ``seed``.
+
+    ``n_gemms`` output tiles per program (default: 2 on small tiles, 1 when a dense tile is more than
+    4096 MACs, to keep simulation time in check); two K tiles each, so accumulation is exercised.
+    """
+    if n_gemms is None:
+        n_gemms = 2 if config.tile_m * config.tile_n * config.tile_k <= 4096 else 1
+    cases = []
+    for mi, mode in enumerate(modes):
+        for di, density in enumerate(densities):
+            program = random_program(
+                mode=mode, density=density, tile_m=config.tile_m, tile_n=config.tile_n, tile_k=config.tile_k,
+                operand_bits=config.operand_bits, acc_bits=config.acc_bits, n_gemms=n_gemms, k_tiles=k_tiles,
+                seed=seed * 1000 + mi * 10 + di)
+            stalled = (mi + di) % 2 == 1
+            cases.append(make_case(f"{mode}_d{round(density * 100):03d}", program, config,
+                                   idle=0.3 if stalled else 0.0, stall=0.4 if stalled else 0.0))
+    return cases

@@ -1,0 +1,77 @@
+"""Test vectors for the core's cocotb testbench: programs encoded with their expected results.
+
+The pytest side (which has torch loaded) lowers and evaluates programs with ``ref`` and writes
+them here as plain integers; the testbench (``sim.tb_core``) only streams integers in and compares
+integers out, so the simulator process never imports torch. The file is JSON:
+``{"cases": [{"name", "commands", "data", "expected", "drain_beats", "effectual_macs",
+"dense_macs", "idle", "stall"}, ...]}`` where ``expected`` holds the ``o_data`` beats ``ref``
+predicts (every drained value, packed as the core packs them).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hw.config import StagConfig
+from ref.contract import Program, evaluate
+from sim.core_program import encode_program
+
+__all__ = ["VectorCase", "load_vectors", "make_case", "write_vectors"]
+
+
+@dataclass(frozen=True)
+class VectorCase:
+    """One program for the testbench. ``idle``/``stall``: random input-starvation and output
+    backpressure probabilities per beat/cycle."""
+
+    name: str
+    commands: list[int]
+    data: list[int]
+    expected: list[int]
+    drain_beats: int
+    effectual_macs: int
+    dense_macs: int
+    idle: float = 0.0
+    stall: float = 0.0
+
+
+def _pack_tile(tile, config: StagConfig) -> list[int]:
+    """A drained tile as the core's ``o_data`` beats (row-major row groups of ``lanes`` values)."""
+    beats = []
+    mask = (1 << config.acc_bits) - 1
+    for r in range(config.tile_m):
+        row = [int(v) for v in tile[r].tolist()]
+        for g in range(config.tile_n // config.lanes):
+            beat = 0
+            for e in range(config.lanes):
+                beat |= (row[g * config.lanes + e] & mask) << (e * config.acc_bits)
+            beats.append(beat)
+    return beats
+
+
+def make_case(name: str, program: Program, config: StagConfig, *, idle: float = 0.0,
+              stall: float = 0.0) -> VectorCase:
+    """Encode ``program`` for ``config``'s core and attach ``ref``'s expected results and MAC counts."""
+    encoded = encode_program(program, config)
+    result = evaluate(program)
+    expected = [beat for tile in result.tiles for beat in _pack_tile(tile, config)]
+    return VectorCase(
+        name=name, commands=list(encoded.commands), data=list(encoded.data), expected=expected,
+        drain_beats=encoded.drain_beats,
+        effectual_macs=sum(c.effectual_macs for c in result.counts),
+        dense_macs=sum(c.dense_macs for c in result.counts), idle=idle, stall=stall)
+
+
+def write_vectors(path: str | Path, cases: list[VectorCase]) -> Path:
+    path = Path(path)
+    names = [c.name for c in cases]
+    if len(set(names)) != len(names):
+        raise ValueError("vector case names must be unique")
+    path.write_text(json.dumps({"cases": [asdict(c) for c in cases]}) + "\n", encoding="utf-8")
+    return path
+
+
+def load_vectors(path: str | Path) -> list[VectorCase]:
+    return [VectorCase(**c) for c in json.loads(Path(path).read_text(encoding="utf-8"))["cases"]]
