@@ -5,7 +5,9 @@ into one of two buffer sets; :class:`~hw.dispatcher.Dispatcher` hands outputs th
 idle :class:`~hw.sparse_lane.SparseLane` s; lanes write finished outputs into
 :class:`~hw.acc_bank.AccBank` s (bank ``n mod lanes``, fixed-priority arbitration, lowest lane
 first); a DRAIN reads one row group from every bank per cycle through
-:class:`~hw.requantize.Requantizer` s onto ``o_data``. Stream formats: docs/core.md.
+:class:`~hw.requantize.Requantizer` s onto ``o_data`` (bank read, read register, requantizer
+register, output register: the first beat is valid four cycles after the drain starts, then one
+per cycle; the stall-all pipeline keeps that rate under backpressure). Stream formats: docs/core.md.
 
 Commands run in order. A GEMM starts when its operands are loaded and the previous command is
 finished (its last write-back done), so accumulating GEMMs and drains see every earlier write;
@@ -209,26 +211,34 @@ class SparseCore(wiring.Component):
         beats = tm * groups
         drain_index = Signal(range(beats + 1))
         read_valid = Signal()           # the banks' read ports hold the values of one row group
+        held_valid = Signal()           # the read values are registered (memory read out of the path)
+        quant_valid = Signal()          # the requantizers' register holds one row group
         advance = ~self.o_data.valid | self.o_data.ready
         issuing = (state == DRAIN) & (drain_index != beats)
         requantized = []
         for b, bank in enumerate(banks):
             rq = Requantizer(cfg.acc_bits)
             m.submodules[f"requantize{b}"] = rq
+            held = Signal.like(bank.rd_value, name=f"drain_value{b}")
+            with m.If((state == DRAIN) & advance):
+                m.d.sync += held.eq(bank.rd_value)
             m.d.comb += [
                 bank.rd_en.eq((state == DRAIN) & advance),
                 bank.rd_addr.eq(cmd.acc * per_acc + drain_index),
-                rq.i_value.eq(bank.rd_value),
+                rq.i_value.eq(held),
                 rq.i_shift.eq(cmd.shift),
                 rq.i_out_bits.eq(cmd.out_bits),
                 rq.i_rounding.eq(cmd.rounding),
                 rq.i_relu.eq(cmd.relu),
+                rq.en.eq((state == DRAIN) & advance),
             ]
             requantized.append(rq.o_value)
         with m.If((state == DRAIN) & advance):
             m.d.sync += [
-                self.o_data.valid.eq(read_valid),
+                self.o_data.valid.eq(quant_valid),
                 self.o_data.payload.eq(Cat(requantized)),
+                quant_valid.eq(held_valid),
+                held_valid.eq(read_valid),
                 read_valid.eq(issuing),
             ]
             with m.If(issuing):
@@ -248,13 +258,14 @@ class SparseCore(wiring.Component):
                     with m.If(incoming.cmd.op == OP_GEMM):
                         m.d.sync += state.eq(RUN)
                     with m.Else():
-                        m.d.sync += [state.eq(DRAIN), drain_index.eq(0), read_valid.eq(0)]
+                        m.d.sync += [state.eq(DRAIN), drain_index.eq(0), read_valid.eq(0),
+                                     held_valid.eq(0), quant_valid.eq(0)]
             with m.Case(RUN):
                 with m.If(~dispatcher.busy & lanes_idle & banks_idle):
                     m.d.comb += loader.release.eq(1)
                     m.d.sync += state.eq(IDLE)
             with m.Case(DRAIN):
-                with m.If(~issuing & ~read_valid & advance):
+                with m.If(~issuing & ~read_valid & ~held_valid & ~quant_valid & advance):
                     m.d.sync += state.eq(IDLE)
 
         m.d.comb += self.idle.eq((state == IDLE) & ~descriptors.r_rdy & ~loader.busy & ~self.i_cmd.valid &

@@ -18,7 +18,12 @@ __all__ = ["Requantizer"]
 
 
 class Requantizer(wiring.Component):
-    """Combinational requantizer for one ``acc_bits`` accumulator value (latency 0).
+    """Requantizer for one ``acc_bits`` accumulator value, in two halves around one register.
+
+    Latency 1: the inputs present in a cycle with ``en`` high are registered after the shift and
+    the rounding decision; ``o_value`` (combinational from that register: add, saturate, ReLU)
+    shows their result from the next cycle on, and holds while ``en`` is low. The split keeps the
+    barrel shifter and the saturation comparators out of one clock period.
 
     Shifts of ``acc_bits + 1`` or more give the same result as ``acc_bits + 1`` (every accumulator
     value is then within ``(-1/4, 1/4]`` of 0 after scaling), so the shifter is only that wide.
@@ -30,6 +35,7 @@ class Requantizer(wiring.Component):
     i_out_bits : In(6)      2..32, or 0 for raw
     i_rounding : In(2)      ``hw.layouts.ROUNDING_CODES``
     i_relu : In(1)
+    en : In(1)              advance the register
     o_value : Out(signed(acc_bits))   the code, sign-extended
     """
 
@@ -41,6 +47,7 @@ class Requantizer(wiring.Component):
             "i_out_bits": In(6),
             "i_rounding": In(2),
             "i_relu": In(1),
+            "en": In(1),
             "o_value": Out(signed(acc_bits)),
         })
 
@@ -68,21 +75,39 @@ class Requantizer(wiring.Component):
                 above_half | (at_half & quotient[0]),
                 # half_away: ties go up for positive values, down (i.e. stay at floor) for negative.
                 above_half | (at_half & ~value[-1]))))
-        rounded = Signal(signed(w + 2))
-        m.d.comb += rounded.eq(quotient + round_up)
-
-        # Symmetric saturation: limit = 2**(out_bits - 1) - 1.
-        # Wide enough for out_bits = 32 whatever acc_bits is (a limit beyond the accumulator's
-        # range simply never saturates).
+        # Symmetric saturation limit 2**(out_bits - 1) - 1, computed before the register. It is wide
+        # enough for out_bits = 32 whatever acc_bits is (a limit beyond the accumulator's range
+        # simply never saturates).
         limit = Signal(signed(35))
         limit_shift = Signal(6)
         m.d.comb += [
             limit_shift.eq(Mux(self.i_out_bits == 0, 0, self.i_out_bits - 1)),
             limit.eq((Const(1, unsigned(34)) << limit_shift)[:34] - 1),
         ]
+
+        # ---- register between the halves ----
+        r_quotient = Signal(signed(w + 1))
+        r_round_up = Signal()
+        r_value = Signal(signed(w))
+        r_out_bits = Signal(6)
+        r_relu = Signal()
+        r_limit = Signal(signed(35))
+        with m.If(self.en):
+            m.d.sync += [
+                r_quotient.eq(quotient),
+                r_round_up.eq(round_up),
+                r_value.eq(value),
+                r_out_bits.eq(self.i_out_bits),
+                r_relu.eq(self.i_relu),
+                r_limit.eq(limit),
+            ]
+
+        rounded = Signal(signed(w + 2))
+        m.d.comb += rounded.eq(r_quotient + r_round_up)
+
         saturated = Signal(signed(w + 2))
-        m.d.comb += saturated.eq(Mux(rounded > limit, limit, Mux(rounded < -limit, -limit, rounded)))
+        m.d.comb += saturated.eq(Mux(rounded > r_limit, r_limit, Mux(rounded < -r_limit, -r_limit, rounded)))
         code = Signal(signed(w))
-        m.d.comb += code.eq(Mux(self.i_out_bits == 0, value, saturated))
-        m.d.comb += self.o_value.eq(Mux(self.i_relu & code[-1], 0, code))
+        m.d.comb += code.eq(Mux(r_out_bits == 0, r_value, saturated))
+        m.d.comb += self.o_value.eq(Mux(r_relu & code[-1], 0, code))
         return m

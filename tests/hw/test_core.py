@@ -93,6 +93,7 @@ def test_requantizer_matches_ref_numerics():
     failures = []
 
     async def bench(ctx):
+        ctx.set(dut.en, 1)
         for shift, out_bits, rounding, relu in cases:
             ctx.set(dut.i_shift, shift)
             ctx.set(dut.i_out_bits, out_bits)
@@ -104,11 +105,13 @@ def test_requantizer_matches_ref_numerics():
                 want = want.clamp(min=0)
             for v, w in zip(values, want.tolist(), strict=True):
                 ctx.set(dut.i_value, v)
+                await ctx.tick()  # latency 1: the value's code appears after the edge
                 got = ctx.get(dut.o_value)
                 if got != w:
                     failures.append((v, shift, out_bits, rounding, relu, got, w))
 
     sim = Simulator(dut)
+    sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     assert failures == []
