@@ -44,6 +44,7 @@ demo: setup
 # Measured benchmarks (not part of `make test`): results are printed and written to benchmarks/results/.
 bench: setup
 	$(BIN)/python benchmarks/golden_step_time.py
+	$(BIN)/python benchmarks/skip_efficiency.py
 
 clean:
 	rm -rf sim_build runs rtl_out/*/ .pytest_cache .ruff_cache

@@ -61,13 +61,23 @@ class Requantizer(wiring.Component):
         value = self.i_value
         quotient = Signal(signed(w + 1))      # floor(value / 2**shift)
         m.d.comb += quotient.eq(value >> shift)
-        # The bits shifted out, as an unsigned remainder in [0, 2**shift).
-        remainder = Signal(unsigned(w + 2))
-        m.d.comb += remainder.eq((value - (quotient << shift)).as_unsigned())
-        half = Signal(unsigned(w + 2))        # 2**(shift - 1), the rounding tie
-        m.d.comb += half.eq((Const(1, unsigned(w + 3)) << shift)[1:])
-        above_half = (remainder > half) & (shift != 0)
-        at_half = (remainder == half) & (shift != 0)
+        # The bits shifted out form the remainder r in [0, 2**shift); compared with the tie
+        # 2**(shift-1) it is decided by its top bit (the round bit) and whether any bit below is set
+        # (sticky), which is a mask and an OR instead of a subtract and a wide compare.
+        extended = Signal(signed(w + 2))
+        m.d.comb += extended.eq(value)
+        round_bit = Signal()
+        sticky = Signal()
+        below = Signal(unsigned(w + 2))       # 2**(shift-1) - 1: the bits under the round bit
+        round_index = Signal(range(w + 1))    # shift - 1 (don't care when shift is 0)
+        m.d.comb += [
+            round_index.eq(shift - 1),
+            round_bit.eq(Mux(shift == 0, 0, extended.as_unsigned().bit_select(round_index, 1))),
+            below.eq((Const(1, unsigned(w + 3)) << shift)[1:] - 1),
+            sticky.eq((extended.as_unsigned() & below) != 0),
+        ]
+        above_half = round_bit & sticky
+        at_half = round_bit & ~sticky
         round_up = Signal()
         m.d.comb += round_up.eq(Mux(
             self.i_rounding == ROUNDING_CODES["floor"], 0,

@@ -113,7 +113,7 @@ class SparseLane(wiring.Component):
 
     def __init__(self, *, operand_bits: int, acc_bits: int, tile_m: int, tile_n: int, tile_k: int,
                  bus_elems: int, operand_words: int, sparse: bool, queue_depth: int = 2,
-                 result_depth: int = 4) -> None:
+                 result_depth: int = 8) -> None:
         self._p = dict(operand_bits=operand_bits, acc_bits=acc_bits, tile_m=tile_m, tile_n=tile_n,
                        tile_k=tile_k, bus_elems=bus_elems, operand_words=operand_words, sparse=sparse,
                        queue_depth=queue_depth, result_depth=result_depth)

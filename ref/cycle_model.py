@@ -100,7 +100,7 @@ GEMM_FILL = 2
 #: Lane: work items a lane holds (queued or running); ``ready`` is registered.
 LANE_QUEUE_DEPTH = 2
 #: Lane: items between their first ``k`` and their result leaving the lane (tag FIFO depth).
-LANE_RESULT_SLOTS = 4
+LANE_RESULT_SLOTS = 8
 #: Lane: cycles from an item's last ``k`` to its result being offered to the bank (I1, I2, I3, three
 #: PE stages, result FIFO).
 LANE_RESULT_LATENCY = 7

@@ -178,8 +178,8 @@ def test_more_items_can_finish_sooner():
 
 def test_result_slots_limit_short_items():
     """Items of one k each: a lane may hold LANE_RESULT_SLOTS items between their first k and their
-    result leaving (LANE_RESULT_LATENCY + 1 cycles for a one-k item), so 8 items on a lane take 13
-    cycles, not 9."""
+    result leaving (LANE_RESULT_LATENCY + 1 cycles for a one-k item): item i of a lane starts at i,
+    or LANE_RESULT_LATENCY + 1 cycles after item i - LANE_RESULT_SLOTS started, whichever is later."""
     a = torch.zeros(4, 8, dtype=torch.int64)
     a[torch.arange(4), torch.arange(4)] = 1
     program = Program((TileGemm(0, Operand.bitmap(a), Operand.dense(torch.ones(8, 4, dtype=torch.int64))),
@@ -188,9 +188,24 @@ def test_result_slots_limit_short_items():
     assert (gemm.items, gemm.effectual_macs) == (16, 16)
     per_lane = 16 // TINY["lanes"]
     slots, window = cm.LANE_RESULT_SLOTS, cm.LANE_RESULT_LATENCY + 1
-    # Starts of one lane's items: 0, 1, 2, 3, then 8, 9, 10, 11 (after the push cycle).
-    want = 1 + (per_lane // slots - 1) * window + slots
-    assert gemm.compute == want == 13
+    starts: list[int] = []
+    for i in range(per_lane):
+        starts.append(max(i, starts[i - slots] + window) if i >= slots else i)
+    # Counted from the first dispatch: the push cycle, then the last item's single k.
+    assert gemm.compute == starts[-1] + 2
+
+
+def test_result_slots_limit_more_short_items_than_slots():
+    """16 one-k items per lane on the default preset's 8 lanes: more items than result slots."""
+    p = DEFAULT
+    a = torch.zeros(16, 64, dtype=torch.int64)
+    a[torch.arange(16), torch.arange(16)] = 1
+    program = Program((TileGemm(0, Operand.bitmap(a), Operand.dense(torch.ones(64, 16, dtype=torch.int64))),
+                       Drain(0)), 32, 16, 16, 64)
+    gemm = _predict(program, p, True).commands[0]
+    assert (gemm.items, gemm.effectual_macs) == (256, 256)
+    # Lower bound: every lane must run its 32 items at one k per cycle.
+    assert gemm.compute >= 256 // p["lanes"]
 
 
 def test_load_beats():
