@@ -222,10 +222,13 @@ PRESETS: dict[str, StagConfig] = {
                        lfsr_width=8, lfsr_taps=0xB8, lanes=2, tile_m=4, tile_n=4, tile_k=8, bus_elems=4),
     # int8 operands and a 32-bit accumulator (8 + 8 + 16 guard bits), the usual int8 training core;
     # a 16-bit LFSR gives the pruner uniforms with a 2**-16 bias bound (ALGORITHMS.md section 6).
-    # 8 lanes on 16x16x64 tiles: 64-bit operand words, one bitmap row per beat.
+    # 8 lanes on 16x16x64 tiles with 128-bit operand beats. The beat width is set by the sparse
+    # case: at 10 % density a tile computes in ~205 cycles, while its dense operands take 256
+    # beats at 8 elements per beat (the load could not hide behind compute) and 128 at 16
+    # (measured with benchmarks/skip_efficiency.py; the cycle model predicts the same).
     "default": StagConfig(name="default", operand_bits=8, max_reduction=65536, counter_bits=32,
                           lfsr_width=16, lfsr_taps=0xD008, lanes=8, tile_m=16, tile_n=16, tile_k=64,
-                          bus_elems=8),
+                          bus_elems=16),
 }
 
 

@@ -132,6 +132,6 @@ def test_resolved_holds_fields_and_derived_values():
     assert resolved["fields"] == {"name": "default", "operand_bits": 8, "max_reduction": 65536,
                                   "counter_bits": 32, "units": ["pe_lane", "lfsr"], "lfsr_width": 16,
                                   "lfsr_taps": 0xD008, "lfsr_seed": 1, "lanes": 8, "tile_m": 16, "tile_n": 16,
-                                  "tile_k": 64, "bus_elems": 8, "accumulators": 2, "sparse": True}
+                                  "tile_k": 64, "bus_elems": 16, "accumulators": 2, "sparse": True}
     assert resolved["derived"]["acc_bits"] == 32
     assert StagConfig.from_dict(resolved["fields"]) == preset("default")
