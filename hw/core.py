@@ -5,8 +5,8 @@ into one of two buffer sets; :class:`~hw.dispatcher.Dispatcher` hands outputs th
 idle :class:`~hw.sparse_lane.SparseLane` s; lanes write finished outputs into
 :class:`~hw.acc_bank.AccBank` s (bank ``n mod lanes``, fixed-priority arbitration, lowest lane
 first); a DRAIN reads one row group from every bank per cycle through
-:class:`~hw.requantize.Requantizer` s onto ``o_data`` (bank read, read register, requantizer
-register, output register: the first beat is valid four cycles after the drain starts, then one
+:class:`~hw.requantize.Requantizer` s onto ``o_data`` (bank read, read register, two requantizer
+registers, output register: the first beat is valid five cycles after the drain starts, then one
 per cycle; the stall-all pipeline keeps that rate under backpressure). Stream formats: docs/core.md.
 
 Commands run in order. A GEMM starts when its operands are loaded and the previous command is
@@ -212,7 +212,8 @@ class SparseCore(wiring.Component):
         drain_index = Signal(range(beats + 1))
         read_valid = Signal()           # the banks' read ports hold the values of one row group
         held_valid = Signal()           # the read values are registered (memory read out of the path)
-        quant_valid = Signal()          # the requantizers' register holds one row group
+        round_valid = Signal()          # the requantizers' first register holds one row group
+        quant_valid = Signal()          # their second register holds one row group
         advance = ~self.o_data.valid | self.o_data.ready
         issuing = (state == DRAIN) & (drain_index != beats)
         requantized = []
@@ -237,7 +238,8 @@ class SparseCore(wiring.Component):
             m.d.sync += [
                 self.o_data.valid.eq(quant_valid),
                 self.o_data.payload.eq(Cat(requantized)),
-                quant_valid.eq(held_valid),
+                quant_valid.eq(round_valid),
+                round_valid.eq(held_valid),
                 held_valid.eq(read_valid),
                 read_valid.eq(issuing),
             ]
@@ -259,13 +261,13 @@ class SparseCore(wiring.Component):
                         m.d.sync += state.eq(RUN)
                     with m.Else():
                         m.d.sync += [state.eq(DRAIN), drain_index.eq(0), read_valid.eq(0),
-                                     held_valid.eq(0), quant_valid.eq(0)]
+                                     held_valid.eq(0), round_valid.eq(0), quant_valid.eq(0)]
             with m.Case(RUN):
                 with m.If(~dispatcher.busy & lanes_idle & banks_idle):
                     m.d.comb += loader.release.eq(1)
                     m.d.sync += state.eq(IDLE)
             with m.Case(DRAIN):
-                with m.If(~issuing & ~read_valid & ~held_valid & ~quant_valid & advance):
+                with m.If(~issuing & ~read_valid & ~held_valid & ~round_valid & ~quant_valid & advance):
                     m.d.sync += state.eq(IDLE)
 
         m.d.comb += self.idle.eq((state == IDLE) & ~descriptors.r_rdy & ~loader.busy & ~self.i_cmd.valid &

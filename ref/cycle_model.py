@@ -108,8 +108,8 @@ LANE_RESULT_LATENCY = 7
 #: stage, then the idle check); the next command starts one cycle after that.
 WRITEBACK_CYCLES = 2
 #: Drain: first result beat on ``o_data`` this many cycles after the DRAIN starts (bank read, read-value
-#: register, requantizer register, output register).
-DRAIN_FIRST_BEAT = 5
+#: register, the requantizer's two registers, output register).
+DRAIN_FIRST_BEAT = 6
 #: Drain: the next command starts this many cycles after the last beat.
 DRAIN_TAIL = 1
 

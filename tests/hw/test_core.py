@@ -105,7 +105,7 @@ def test_requantizer_matches_ref_numerics():
                 want = want.clamp(min=0)
             for v, w in zip(values, want.tolist(), strict=True):
                 ctx.set(dut.i_value, v)
-                await ctx.tick()  # latency 1: the value's code appears after the edge
+                await ctx.tick().repeat(2)  # latency 2: the value's code appears after the second edge
                 got = ctx.get(dut.o_value)
                 if got != w:
                     failures.append((v, shift, out_bits, rounding, relu, got, w))
