@@ -98,15 +98,16 @@ class AccBank(wiring.Component):
             self.busy.eq(s1_valid),
         ]
 
-        # Live bits. Later statements win, so the per-output updates override a whole-tile clear
-        # of another command only if they are for the same bit (never: the core separates them).
-        for a in range(self._accs):
-            with m.If(self.clear_all & (self.clear_acc == a)):
-                m.d.sync += live[a * self._per:(a + 1) * self._per].eq(0)
-        with m.If(self.clear_one):
-            m.d.sync += live.bit_select(self.clear_addr, 1).eq(0)
-        with m.If(s1_valid):
-            m.d.sync += live.bit_select(s1_addr, 1).eq(~s1_masked)
+        # Live bits. A write-back and a clear never meet on one bit: the core clears a whole tile
+        # only at the start of a command, and masked outputs (cleared one by one) get no write-back.
+        # Written bit by bit with decoded enables: a write through a variable bit index would
+        # make a shifter over the whole vector for each writer.
+        for i in range(depth):
+            acc = i // self._per
+            with m.If(s1_valid & (s1_addr == i)):
+                m.d.sync += live[i].eq(~s1_masked)
+            with m.Elif((self.clear_one & (self.clear_addr == i)) | (self.clear_all & (self.clear_acc == acc))):
+                m.d.sync += live[i].eq(0)
 
         # Drain read: the live bit travels with the read, like the data.
         rd_live = Signal()

@@ -16,7 +16,7 @@ the next GEMM's operands load meanwhile into the other buffer set.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -141,13 +141,17 @@ class SparseCore(wiring.Component):
             dispatcher.has_mask.eq(cmd.has_mask),
             dispatcher.accumulate.eq(cmd.accumulate),
         ]
+        # The current buffer set's bitmaps and mask (two sets: a 2:1 multiplexer per bit).
+        assert BUFFER_SETS == 2
         for r in range(tm):
-            m.d.comb += dispatcher.mask_rows[r].eq(loader.masks[current.set * tm + r])
+            m.d.comb += dispatcher.mask_rows[r].eq(Mux(current.set, loader.masks[tm + r], loader.masks[r]))
             if cfg.sparse:
-                m.d.comb += dispatcher.row_bitmaps[r].eq(loader.a_bitmaps[current.set * tm + r])
+                m.d.comb += dispatcher.row_bitmaps[r].eq(
+                    Mux(current.set, loader.a_bitmaps[tm + r], loader.a_bitmaps[r]))
         if cfg.sparse:
             for c in range(tn):
-                m.d.comb += dispatcher.col_bitmaps[c].eq(loader.b_bitmaps[current.set * tn + c])
+                m.d.comb += dispatcher.col_bitmaps[c].eq(
+                    Mux(current.set, loader.b_bitmaps[tn + c], loader.b_bitmaps[c]))
 
         lane_units = []
         for j in range(lanes):
@@ -286,5 +290,4 @@ class SparseCore(wiring.Component):
             m.d.sync += ctr.macs_dense.eq(ctr.macs_dense + tm * tn * tk)
         for j, lane in enumerate(lane_units):
             m.d.sync += ctr.lane_busy[j].eq(ctr.lane_busy[j] + lane.issued)
-        assert BUFFER_SETS == 2
         return m

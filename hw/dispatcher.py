@@ -8,7 +8,7 @@ the B column bitmaps and the output mask:
   ``accumulate`` the whole accumulator was already cleared when the command started);
 - no effectual ``k`` (A row AND B column is empty): nothing to do, the output is 0 (or keeps its
   old value under ``accumulate``);
-- otherwise a *work item* (the AND bitmap) goes to a lane.
+- otherwise a *work item* (the output with its A row and B column bitmaps) goes to a lane.
 
 Work items are compacted onto the lanes with room: the i-th pending item goes to the i-th lane
 with room (prefix counts over both), so skipped outputs leave no hole in the lanes. This is what
@@ -126,7 +126,6 @@ class Dispatcher(wiring.Component):
                 lane_rank = _popcount(room[:j], j) if j else Const(0, 1)
                 m.d.comb += sel[i][j].eq(pending[i] & room[j] & (item_rank == lane_rank))
             m.d.comb += assigned[i].eq(Cat(sel[i][j] for j in range(lanes)).any())
-        all_ones = Const((1 << tk) - 1, tk)
         for j in range(lanes):
             port = self.o_work[j]
             m.d.comb += port.valid.eq(Cat(sel[i][j] for i in range(lanes)).any())
@@ -142,12 +141,9 @@ class Dispatcher(wiring.Component):
             if self._sparse:
                 col = gr_cols[pick]
                 m.d.comb += [
-                    port.payload.work.eq(gr_row & col),
                     port.payload.abits.eq(gr_row),
                     port.payload.bbits.eq(col),
                 ]
-            else:
-                m.d.comb += port.payload.work.eq(all_ones)
 
         remaining = pending & ~assigned
         advance = Signal()          # the group register takes the next group on this edge

@@ -193,17 +193,25 @@ class OperandLoader(wiring.Component):
         last_row = row == rows_here - 1
         last_vector = Mux(section == 2, row == tm - 1, last_row & ((section == 1) & ~cmd.has_mask))
 
+        # Finished vectors go into their register with a decoded enable per register (constant
+        # indices): a write through a variable index would make a shifter over all of them.
+        store = beat_in & vector_done
+        for bs in range(BUFFER_SETS):
+            for r in range(tm):
+                with m.If(store & (section == 2) & (load_set == bs) & (row == r)):
+                    m.d.sync += self.masks[bs * tm + r].eq(gathered[:tn])
+                if self._sparse:
+                    with m.If(store & (section == 0) & (load_set == bs) & (row == r)):
+                        m.d.sync += self.a_bitmaps[bs * tm + r].eq(vector_bitmap)
+            if self._sparse:
+                for r in range(tn):
+                    with m.If(store & (section == 1) & (load_set == bs) & (row == r)):
+                        m.d.sync += self.b_bitmaps[bs * tn + r].eq(vector_bitmap)
+
         with m.If(beat_in):
             m.d.sync += gather.eq(gathered)
             with m.If(vector_done):
                 m.d.sync += [beat.eq(0), gather.eq(0)]
-                with m.If(section == 2):
-                    m.d.sync += self.masks[load_set * tm + row].eq(gathered[:tn])
-                if self._sparse:
-                    with m.Elif(section == 0):
-                        m.d.sync += self.a_bitmaps[load_set * tm + row].eq(vector_bitmap)
-                    with m.Else():
-                        m.d.sync += self.b_bitmaps[load_set * tn + row].eq(vector_bitmap)
                 with m.If(last_vector):
                     m.d.sync += done_loading.eq(1)
                 with m.Elif((section != 2) & last_row):

@@ -1,7 +1,8 @@
 """One lane of the sparse core: a work queue, a zero-skipping issue stage, operand fetch, a PE lane.
 
-The dispatcher hands the lane *work items*: one output ``(m, n)`` and the bitmap of its effectual
-reduction indices ``k`` (A row bitmap AND B column bitmap, or all ones in the dense core). The lane
+The dispatcher hands the lane *work items*: one output ``(m, n)`` with its A row and B column
+bitmaps; the lane forms the bitmap of the effectual reduction indices ``k`` (their AND, or all ones
+in the dense core) as the item enters its queue. The lane
 issues one ``k`` per cycle, lowest first, so it spends exactly ``popcount(work)`` cycles on the
 output and none on zeros; a new item starts in the cycle after the previous one's last ``k``.
 
@@ -13,7 +14,8 @@ I0    pick the lowest set bit of the head item's work bitmap; clear it (pop the 
 I1    rank of ``k`` among the operand's stored values: ``popcount(bitmap below k)`` for a
       bitmap-compressed operand (packed nonzeros), ``k`` itself for a dense one
 I2    word address to the A and B operand memories (synchronous read)
-I3    select the element from the word; request to the PE lane (``hw.pe_lane``, 3 stages)
+I3    the words arrive and are registered unchanged (the block RAM's output register)
+I4    select the element from each word; request to the PE lane (``hw.pe_lane``, 3 stages)
 ====  ======================================================================================
 
 Results leave in order through a result FIFO, with their ``(m, n, masked)`` tag. The lane starts
@@ -34,20 +36,26 @@ __all__ = ["SparseLane", "lane_result_layout", "work_item_layout"]
 
 
 def work_item_layout(tile_m: int, tile_n: int, tile_k: int) -> data.StructLayout:
-    """One output handed to a lane: its position, effectual-k bitmap, operand bitmaps, mask flag.
+    """One output handed to a lane: its position, the operand bitmaps, the mask flag.
 
-    ``abits``/``bbits`` are the A row and B column bitmaps; the lane needs them to find a packed
-    nonzero's address (its rank). ``masked``: the output is masked off (dense core only: the
-    sparse core never hands out masked outputs).
+    ``abits``/``bbits`` are the A row and B column bitmaps (sparse core; unused in the dense core).
+    The lane's work is their AND (all ones in the dense core), and it needs each of them to find a
+    packed nonzero's address (its rank). ``masked``: the output is masked off (dense core only:
+    the sparse core never hands out masked outputs). The AND is formed in the lane, not in the
+    dispatcher, so the dispatcher's per-lane multiplexer carries only the B column.
     """
     return data.StructLayout({
         "m": range(tile_m),
         "n": range(tile_n),
-        "work": tile_k,
         "abits": tile_k,
         "bbits": tile_k,
         "masked": 1,
     })
+
+
+def _queue_entry_layout(tile_m: int, tile_n: int, tile_k: int) -> data.StructLayout:
+    """A queued item plus its remaining work bitmap (cleared bit by bit as ``k`` issue)."""
+    return data.StructLayout({"item": work_item_layout(tile_m, tile_n, tile_k), "work": tile_k})
 
 
 def lane_result_layout(tile_m: int, tile_n: int, acc_bits: int) -> data.StructLayout:
@@ -108,7 +116,8 @@ class SparseLane(wiring.Component):
         Nothing queued, in flight or waiting to leave.
 
     Latency: an item's last ``k`` issued at edge *t* gives its result on ``o_result`` after edge
-    *t + 7* (I1, I2, I3, three PE stages, result FIFO).
+    *t + 7* (I1, I2, I3, I4, three PE stages; the result FIFO passes it on combinationally), so it
+    can leave on edge *t + 8* at the earliest.
     """
 
     def __init__(self, *, operand_bits: int, acc_bits: int, tile_m: int, tile_n: int, tile_k: int,
@@ -138,20 +147,23 @@ class SparseLane(wiring.Component):
         m = Module()
         k_bits = p["tile_k"]
         words_per_row = p["tile_k"] // p["bus_elems"]
-        item_layout = work_item_layout(p["tile_m"], p["tile_n"], p["tile_k"])
+        entry_layout = _queue_entry_layout(p["tile_m"], p["tile_n"], p["tile_k"])
 
         # ---- work queue: `queue_depth` registers, entry 0 is the head --------------------------
         depth = p["queue_depth"]
-        entries = [Signal(item_layout, name=f"q{i}") for i in range(depth)]
+        entries = [Signal(entry_layout, name=f"q{i}") for i in range(depth)]
         started = Signal()              # the head item has issued its first k
         count = Signal(range(depth + 1))
         m.d.comb += self.i_work.ready.eq(count < depth)
 
-        tags = SyncFIFO(width=len(Cat(entries[0].m, entries[0].n, entries[0].masked)),
+        tags = SyncFIFO(width=len(Cat(entries[0].item.m, entries[0].item.n, entries[0].item.masked)),
                         depth=p["result_depth"])
         m.submodules.tags = tags
 
         head = entries[0]
+        incoming = self.i_work.payload
+        incoming_work = Signal(k_bits)
+        m.d.comb += incoming_work.eq(incoming.abits & incoming.bbits if p["sparse"] else (1 << k_bits) - 1)
         lowbit = Signal(k_bits)
         rest = Signal(k_bits)
         m.d.comb += [
@@ -173,7 +185,7 @@ class SparseLane(wiring.Component):
         m.d.comb += [
             self.issued.eq(issue),
             tags.w_en.eq(issue & ~started),
-            tags.w_data.eq(Cat(head.m, head.n, head.masked)),
+            tags.w_data.eq(Cat(head.item.m, head.item.n, head.item.masked)),
         ]
 
         with m.If(issue):
@@ -184,7 +196,7 @@ class SparseLane(wiring.Component):
         m.d.comb += occupancy_after_pop.eq(count - pop)
         for i in range(depth):
             with m.If(push & (occupancy_after_pop == i)):
-                m.d.sync += entries[i].eq(self.i_work.payload)
+                m.d.sync += [entries[i].item.eq(incoming), entries[i].work.eq(incoming_work)]
             with m.Elif(pop):
                 if i + 1 < depth:
                     m.d.sync += entries[i].eq(entries[i + 1])
@@ -204,15 +216,15 @@ class SparseLane(wiring.Component):
             i1_first.eq(~started),
             i1_last.eq(last),
             i1_k.eq(k_index),
-            i1_m.eq(head.m),
-            i1_n.eq(head.n),
+            i1_m.eq(head.item.m),
+            i1_n.eq(head.item.n),
         ]
         if p["sparse"]:
             i1_a_below = Signal(k_bits)
             i1_b_below = Signal(k_bits)
             m.d.sync += [
-                i1_a_below.eq(head.abits & (lowbit - 1)),
-                i1_b_below.eq(head.bbits & (lowbit - 1)),
+                i1_a_below.eq(head.item.abits & (lowbit - 1)),
+                i1_b_below.eq(head.item.bbits & (lowbit - 1)),
             ]
 
         # ---- I2: word addresses ----------------------------------------------------------------
@@ -245,7 +257,7 @@ class SparseLane(wiring.Component):
                                                                   else i2_b_rank)),
         ]
 
-        # ---- I3: element select, request to the PE lane ----------------------------------------
+        # ---- I3: the memory words arrive; I4: registered words (the BRAM output register) -------
         i3_valid = Signal()
         i3_first = Signal()
         i3_last = Signal()
@@ -258,14 +270,32 @@ class SparseLane(wiring.Component):
             i3_a_sel.eq(i2_a_rank[:elem_bits] if p["bus_elems"] > 1 else 0),
             i3_b_sel.eq(i2_b_rank[:elem_bits] if p["bus_elems"] > 1 else 0),
         ]
+        # Registering the whole words with no logic in between lets synthesis use the block RAM's
+        # own output register; the element select then starts a clock period of its own.
+        i4_valid = Signal()
+        i4_first = Signal()
+        i4_last = Signal()
+        i4_a_sel = Signal.like(i3_a_sel)
+        i4_b_sel = Signal.like(i3_b_sel)
+        i4_a_word = Signal.like(self.a_word)
+        i4_b_word = Signal.like(self.b_word)
+        m.d.sync += [
+            i4_valid.eq(i3_valid),
+            i4_first.eq(i3_first),
+            i4_last.eq(i3_last),
+            i4_a_sel.eq(i3_a_sel),
+            i4_b_sel.eq(i3_b_sel),
+            i4_a_word.eq(self.a_word),
+            i4_b_word.eq(self.b_word),
+        ]
         ob = p["operand_bits"]
         m.submodules.pe = pe = PELane(operand_bits=ob, acc_bits=p["acc_bits"], counter_bits=8)
         m.d.comb += [
-            pe.i_stream.valid.eq(i3_valid),
-            pe.i_stream.payload.a.eq(self.a_word.word_select(i3_a_sel, ob).as_signed()),
-            pe.i_stream.payload.b.eq(self.b_word.word_select(i3_b_sel, ob).as_signed()),
-            pe.i_stream.payload.first.eq(i3_first),
-            pe.i_stream.payload.last.eq(i3_last),
+            pe.i_stream.valid.eq(i4_valid),
+            pe.i_stream.payload.a.eq(i4_a_word.word_select(i4_a_sel, ob).as_signed()),
+            pe.i_stream.payload.b.eq(i4_b_word.word_select(i4_b_sel, ob).as_signed()),
+            pe.i_stream.payload.first.eq(i4_first),
+            pe.i_stream.payload.last.eq(i4_last),
         ]
 
         # ---- results: in order, tagged; the tag FIFO slot guarantees room ------------------------

@@ -101,9 +101,9 @@ GEMM_FILL = 2
 LANE_QUEUE_DEPTH = 2
 #: Lane: items between their first ``k`` and their result leaving the lane (tag FIFO depth).
 LANE_RESULT_SLOTS = 8
-#: Lane: cycles from an item's last ``k`` to its result being offered to the bank (I1, I2, I3, three
-#: PE stages, result FIFO).
-LANE_RESULT_LATENCY = 7
+#: Lane: cycles from an item's last ``k`` to its result being offered to the bank (I1, I2, I3, I4,
+#: three PE stages, result FIFO).
+LANE_RESULT_LATENCY = 8
 #: Core: the RUN state is left this many cycles after the last result left its lane (bank write-back
 #: stage, then the idle check); the next command starts one cycle after that.
 WRITEBACK_CYCLES = 2
