@@ -23,12 +23,13 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.acc_bank import AccBank
+from hw.bits import popcount
 from hw.config import StagConfig
 from hw.dispatcher import Dispatcher
 from hw.layouts import OP_GEMM, core_command_layout
 from hw.operand_loader import BUFFER_SETS, OperandLoader, descriptor_layout
 from hw.requantize import Requantizer
-from hw.sparse_lane import SparseLane, _popcount
+from hw.sparse_lane import SparseLane
 
 __all__ = ["SparseCore", "counters_layout"]
 
@@ -282,7 +283,7 @@ class SparseCore(wiring.Component):
         issued = Cat(lane.issued for lane in lane_units)
         m.d.sync += [
             ctr.cycles.eq(ctr.cycles + ~self.idle),
-            ctr.macs_issued.eq(ctr.macs_issued + _popcount(issued, lanes)),
+            ctr.macs_issued.eq(ctr.macs_issued + popcount(issued, lanes)),
             ctr.input_starved.eq(ctr.input_starved + loader.starved),
             ctr.output_stalled.eq(ctr.output_stalled + (self.o_data.valid & ~self.o_data.ready)),
         ]

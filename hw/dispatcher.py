@@ -24,7 +24,8 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.sparse_lane import _popcount, work_item_layout
+from hw.bits import popcount
+from hw.sparse_lane import work_item_layout
 
 __all__ = ["Dispatcher"]
 
@@ -121,9 +122,9 @@ class Dispatcher(wiring.Component):
         assigned = Signal(lanes)
         sel = [[Signal(name=f"sel_{i}_{j}") for j in range(lanes)] for i in range(lanes)]
         for i in range(lanes):
-            item_rank = _popcount(pending[:i], i) if i else Const(0, 1)
+            item_rank = popcount(pending[:i], i) if i else Const(0, 1)
             for j in range(lanes):
-                lane_rank = _popcount(room[:j], j) if j else Const(0, 1)
+                lane_rank = popcount(room[:j], j) if j else Const(0, 1)
                 m.d.comb += sel[i][j].eq(pending[i] & room[j] & (item_rank == lane_rank))
             m.d.comb += assigned[i].eq(Cat(sel[i][j] for j in range(lanes)).any())
         for j in range(lanes):

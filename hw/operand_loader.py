@@ -20,8 +20,8 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.bits import popcount
 from hw.layouts import OP_DRAIN
-from hw.sparse_lane import _popcount
 
 __all__ = ["BUFFER_SETS", "OperandLoader", "descriptor_layout"]
 
@@ -166,7 +166,7 @@ class OperandLoader(wiring.Component):
                 m.d.comb += gathered.word_select(beat, w).eq(nonzero)
         m.d.comb += vector_bitmap.eq(gathered[:tk])
         nnz_beats = Signal(range(words_per_row + 1))
-        nnz = _popcount(gathered[:tk], tk)
+        nnz = popcount(gathered[:tk], tk)
         m.d.comb += nnz_beats.eq((nnz + (w - 1)) >> (w - 1).bit_length() if w > 1 else nnz)
 
         rows_here = Mux(section == 0, tm, tn)

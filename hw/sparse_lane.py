@@ -25,11 +25,12 @@ upstream ever has to stall: the only backpressure is the work queue's ``ready``.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from hw.bits import popcount
 from hw.pe_lane import PELane
 
 __all__ = ["SparseLane", "lane_result_layout", "work_item_layout"]
@@ -66,19 +67,6 @@ def lane_result_layout(tile_m: int, tile_n: int, acc_bits: int) -> data.StructLa
         "masked": 1,
         "value": signed(acc_bits),
     })
-
-
-def _popcount(value, width: int):
-    """Sum of the bits of ``value`` as an adder tree (log depth)."""
-    terms = [value[i] for i in range(width)]
-    if not terms:
-        return Const(0, 1)
-    while len(terms) > 1:
-        nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
-    return terms[0]
 
 
 class SparseLane(wiring.Component):
@@ -236,8 +224,8 @@ class SparseLane(wiring.Component):
         i2_m = Signal.like(i1_m)
         i2_n = Signal.like(i1_n)
         if p["sparse"]:
-            a_rank = Mux(self.a_bitmap, _popcount(i1_a_below, k_bits), i1_k)
-            b_rank = Mux(self.b_bitmap, _popcount(i1_b_below, k_bits), i1_k)
+            a_rank = Mux(self.a_bitmap, popcount(i1_a_below, k_bits), i1_k)
+            b_rank = Mux(self.b_bitmap, popcount(i1_b_below, k_bits), i1_k)
         else:
             a_rank = b_rank = i1_k
         m.d.sync += [
