@@ -14,6 +14,7 @@ import os
 import cocotb
 from cocotb.triggers import RisingEdge
 
+from hw.core import counters_layout
 from hw.layouts import core_command_layout
 from sim.core_vectors import load_vectors
 from sim.design import current_design
@@ -24,12 +25,10 @@ COUNTERS = ("cycles", "macs_issued", "macs_dense", "input_starved", "output_stal
 
 
 def _counters(dut, config) -> dict[str, int | list[int]]:
-    """Decode the flattened ``counters`` port (field order of ``hw.core.counters_layout``)."""
-    bits = int(dut.counters.value)
-    width = config.counter_bits
-    values = [(bits >> (i * width)) & ((1 << width) - 1) for i in range(len(COUNTERS) + config.lanes)]
-    out: dict[str, int | list[int]] = dict(zip(COUNTERS, values[:len(COUNTERS)], strict=True))
-    out["lane_busy"] = values[len(COUNTERS):]
+    """Decode the flattened ``counters`` port through ``hw.core.counters_layout`` (no hand offsets)."""
+    view = counters_layout(config.counter_bits, config.lanes).from_bits(int(dut.counters.value))
+    out: dict[str, int | list[int]] = {name: int(getattr(view, name)) for name in COUNTERS}
+    out["lane_busy"] = [int(view.lane_busy[j]) for j in range(config.lanes)]
     return out
 
 
