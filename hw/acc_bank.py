@@ -29,10 +29,10 @@ class AccBank(wiring.Component):
     Members
     -------
     i_wb : In(stream of :func:`writeback_layout`)
-        Always ready; one output per cycle. Two stages: read the old value, then write
-        ``(old if accumulate and live else 0) + value`` and set the live bit (a masked output
-        clears the live bit instead). The same address must not be written twice within two cycles
-        (the core writes each output once per command).
+        Always ready; one output per cycle. Three stages: the input register, read the old value,
+        then write ``(old if accumulate and live else 0) + value`` and set the live bit (a masked
+        output clears the live bit instead). The same address must not be written twice within
+        three cycles (the core writes each output once per command).
     accumulate : In(1)
         Held for the whole command.
     clear_all, clear_acc : In
@@ -70,32 +70,36 @@ class AccBank(wiring.Component):
         rd = mem.read_port()
         live = Signal(depth)
 
-        wb = self.i_wb.payload
+        # Stage 0 of a write-back: the input register. The core's arbitration across lanes ends
+        # here; the memory address and the live-bit lookup start a clock period of their own.
+        s0_valid = Signal()
+        s0 = Signal(writeback_layout(depth, self._acc_bits))
+        m.d.comb += self.i_wb.ready.eq(1)
+        m.d.sync += [s0_valid.eq(self.i_wb.valid), s0.eq(self.i_wb.payload)]
         m.d.comb += [
-            self.i_wb.ready.eq(1),
-            rd.addr.eq(Mux(self.i_wb.valid, wb.addr, self.rd_addr)),
-            rd.en.eq(self.i_wb.valid | self.rd_en),
+            rd.addr.eq(Mux(s0_valid, s0.addr, self.rd_addr)),
+            rd.en.eq(s0_valid | self.rd_en),
         ]
 
-        # Stage 1 of a write-back: the old value is on the read port now.
+        # Stage 1: the old value is on the read port now.
         s1_valid = Signal()
         s1_addr = Signal(range(depth))
         s1_value = Signal(signed(self._acc_bits))
         s1_masked = Signal()
         s1_live = Signal()
         m.d.sync += [
-            s1_valid.eq(self.i_wb.valid),
-            s1_addr.eq(wb.addr),
-            s1_value.eq(wb.value),
-            s1_masked.eq(wb.masked),
-            s1_live.eq(live.bit_select(wb.addr, 1)),
+            s1_valid.eq(s0_valid),
+            s1_addr.eq(s0.addr),
+            s1_value.eq(s0.value),
+            s1_masked.eq(s0.masked),
+            s1_live.eq(live.bit_select(s0.addr, 1)),
         ]
         old = Mux(s1_live & self.accumulate, rd.data.as_signed(), 0)
         m.d.comb += [
             wr.addr.eq(s1_addr),
             wr.data.eq(old + s1_value),
             wr.en.eq(s1_valid & ~s1_masked),
-            self.busy.eq(s1_valid),
+            self.busy.eq(s0_valid | s1_valid),
         ]
 
         # Live bits. A write-back and a clear never meet on one bit: the core clears a whole tile
@@ -111,7 +115,7 @@ class AccBank(wiring.Component):
 
         # Drain read: the live bit travels with the read, like the data.
         rd_live = Signal()
-        with m.If(self.rd_en & ~self.i_wb.valid):
+        with m.If(self.rd_en & ~s0_valid):
             m.d.sync += rd_live.eq(live.bit_select(self.rd_addr, 1))
         m.d.comb += self.rd_value.eq(Mux(rd_live, rd.data.as_signed(), 0))
         return m

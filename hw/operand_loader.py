@@ -165,9 +165,13 @@ class OperandLoader(wiring.Component):
             with m.If(~in_bitmap & (section != 2) & ~self._section_is_bitmap(section, cmd)):
                 m.d.comb += gathered.word_select(beat, w).eq(nonzero)
         m.d.comb += vector_bitmap.eq(gathered[:tk])
+        # The packed-beat count only goes into a register; whether the vector has no packed beats
+        # at all (the control decision in this cycle) is a zero test, not the popcount.
         nnz_beats = Signal(range(words_per_row + 1))
         nnz = popcount(gathered[:tk], tk)
         m.d.comb += nnz_beats.eq((nnz + (w - 1)) >> (w - 1).bit_length() if w > 1 else nnz)
+        empty_vector = Signal()
+        m.d.comb += empty_vector.eq(gathered[:tk] == 0)
 
         rows_here = Mux(section == 0, tm, tn)
         word_addr = load_set * (rows_here * words_per_row) + row * words_per_row + beat
@@ -185,7 +189,7 @@ class OperandLoader(wiring.Component):
         with m.If(section == 2):
             m.d.comb += vector_done.eq(beat == mask_beats - 1)
         with m.Elif(in_bitmap):
-            m.d.comb += vector_done.eq((beat == bitmap_beats - 1) & (nnz_beats == 0))
+            m.d.comb += vector_done.eq((beat == bitmap_beats - 1) & empty_vector)
         with m.Elif(self._section_is_bitmap(section, cmd)):
             m.d.comb += vector_done.eq(beat == value_beats - 1)
         with m.Else():

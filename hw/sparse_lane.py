@@ -18,7 +18,8 @@ I3    the words arrive and are registered unchanged (the block RAM's output regi
 I4    select the element from each word; request to the PE lane (``hw.pe_lane``, 3 stages)
 ====  ======================================================================================
 
-Results leave in order through a result FIFO, with their ``(m, n, masked)`` tag. The lane starts
+Results leave in order through a result FIFO and an output register, with their ``(m, n, masked)``
+tag. The lane starts
 an item only when a result slot is free, so the PE lane's output is always accepted and nothing
 upstream ever has to stall: the only backpressure is the work queue's ``ready``.
 """
@@ -85,7 +86,9 @@ class SparseLane(wiring.Component):
     sparse : bool
         False: the dense core (ranks are ``k``; no popcount logic).
     queue_depth, result_depth : int
-        Work items the lane can hold, and results in flight (tag FIFO depth).
+        Work items the lane can hold, and results in flight (from the first ``k`` until the result
+        leaves). The default 10 covers the round trip of a one-``k`` item (its first ``k`` to its
+        slot being free again), so even outputs with a single effectual MAC start one per cycle.
 
     Members
     -------
@@ -104,13 +107,13 @@ class SparseLane(wiring.Component):
         Nothing queued, in flight or waiting to leave.
 
     Latency: an item's last ``k`` issued at edge *t* gives its result on ``o_result`` after edge
-    *t + 7* (I1, I2, I3, I4, three PE stages; the result FIFO passes it on combinationally), so it
-    can leave on edge *t + 8* at the earliest.
+    *t + 8* (I1, I2, I3, I4, three PE stages, the output register after the result FIFO), so it
+    can leave on edge *t + 9* at the earliest.
     """
 
     def __init__(self, *, operand_bits: int, acc_bits: int, tile_m: int, tile_n: int, tile_k: int,
                  bus_elems: int, operand_words: int, sparse: bool, queue_depth: int = 2,
-                 result_depth: int = 8) -> None:
+                 result_depth: int = 10) -> None:
         self._p = dict(operand_bits=operand_bits, acc_bits=acc_bits, tile_m=tile_m, tile_n=tile_n,
                        tile_k=tile_k, bus_elems=bus_elems, operand_words=operand_words, sparse=sparse,
                        queue_depth=queue_depth, result_depth=result_depth)
@@ -163,9 +166,12 @@ class SparseLane(wiring.Component):
             with m.If(lowbit[i]):
                 m.d.comb += k_index.eq(i)
 
-        # The first k of an item needs a result slot; later ones already own it.
+        # The first k of an item needs a result slot; later ones already own it. A slot is held
+        # from the first k until the result leaves the lane (through the output register), so the
+        # tag and result FIFOs never overflow and the PE lane's output is always accepted.
+        in_flight = Signal(range(p["result_depth"] + 1))
         issue = Signal()
-        m.d.comb += issue.eq((count != 0) & (started | tags.w_rdy))
+        m.d.comb += issue.eq((count != 0) & (started | (in_flight != p["result_depth"])))
         last = Signal()
         m.d.comb += last.eq(rest == 0)
         pop = issue & last
@@ -294,17 +300,25 @@ class SparseLane(wiring.Component):
             results.w_data.eq(pe.o_stream.payload.acc),
             pe.o_stream.ready.eq(results.w_rdy),
         ]
+        # The output is a register: the FIFOs' read data (LUT RAM) and the banks' arbitration
+        # across lanes would otherwise share one clock period.
         tag_m = tags.r_data[:len(i1_m)]
         tag_n = tags.r_data[len(i1_m):len(i1_m) + len(i1_n)]
         tag_masked = tags.r_data[-1]
+        load = ~self.o_result.valid | self.o_result.ready
         m.d.comb += [
-            self.o_result.valid.eq(results.r_rdy),
-            self.o_result.payload.m.eq(tag_m),
-            self.o_result.payload.n.eq(tag_n),
-            self.o_result.payload.masked.eq(tag_masked),
-            self.o_result.payload.value.eq(results.r_data),
-            results.r_en.eq(self.o_result.ready),
-            tags.r_en.eq(self.o_result.valid & self.o_result.ready),
-            self.idle.eq((count == 0) & ~tags.r_rdy),
+            results.r_en.eq(load),
+            tags.r_en.eq(load & results.r_rdy),
         ]
+        with m.If(load):
+            m.d.sync += [
+                self.o_result.valid.eq(results.r_rdy),
+                self.o_result.payload.m.eq(tag_m),
+                self.o_result.payload.n.eq(tag_n),
+                self.o_result.payload.masked.eq(tag_masked),
+                self.o_result.payload.value.eq(results.r_data),
+            ]
+        leaving = self.o_result.valid & self.o_result.ready
+        m.d.sync += in_flight.eq(in_flight + (issue & ~started) - leaving)
+        m.d.comb += self.idle.eq((count == 0) & (in_flight == 0))
         return m

@@ -99,14 +99,14 @@ DESCRIPTOR_QUEUE = 4
 GEMM_FILL = 2
 #: Lane: work items a lane holds (queued or running); ``ready`` is registered.
 LANE_QUEUE_DEPTH = 2
-#: Lane: items between their first ``k`` and their result leaving the lane (tag FIFO depth).
-LANE_RESULT_SLOTS = 8
+#: Lane: items between their first ``k`` and their result leaving the lane (result slots).
+LANE_RESULT_SLOTS = 10
 #: Lane: cycles from an item's last ``k`` to its result being offered to the bank (I1, I2, I3, I4,
-#: three PE stages, result FIFO).
-LANE_RESULT_LATENCY = 8
-#: Core: the RUN state is left this many cycles after the last result left its lane (bank write-back
-#: stage, then the idle check); the next command starts one cycle after that.
-WRITEBACK_CYCLES = 2
+#: three PE stages, result FIFO, output register).
+LANE_RESULT_LATENCY = 9
+#: Core: the RUN state is left this many cycles after the last result left its lane (bank input
+#: register, write-back stage, then the idle check); the next command starts one cycle after that.
+WRITEBACK_CYCLES = 3
 #: Drain: first result beat on ``o_data`` this many cycles after the DRAIN starts (bank read, read-value
 #: register, the requantizer's two registers, output register).
 DRAIN_FIRST_BEAT = 6

@@ -111,7 +111,7 @@ def _hand_programs(cfg: StagConfig) -> dict[str, Program]:
         "drain first": [Drain(1), gemms[0], Drain(0)],
         "five gemms": [*gemms[:5], Drain(0)],
         "alternating": [gemms[0], Drain(0), gemms[1], Drain(0), gemms[2], Drain(0)],
-        # One-k items: each holds a result slot for eight cycles (the lane has LANE_RESULT_SLOTS of them).
+        # One-k items: each holds a result slot for ten cycles (the lane has LANE_RESULT_SLOTS of them).
         "one-k items": [TileGemm(0, Operand.bitmap(diag), ones_b), Drain(0)],
         # Lane compaction: two lone items both go to lane 0; a third fills its queue and moves one to lane 1.
         "two lone items": [TileGemm(0, ones_a, ones_b, out_mask=mask((1, 2), (2, 1))), Drain(0)],
