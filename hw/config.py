@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 
 #: Units that can be generated beside the top (see ``hw.units``): the core's MAC lane on its own
 #: (for its standalone verification and synthesis) and the gradient-path units.
-UNITS: tuple[str, ...] = ("pe_lane", "lfsr")
+UNITS: tuple[str, ...] = ("pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", "resprop",
+                          "bitmap_encode", "bitmap_decode", "stochastic_pruner")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -84,13 +85,25 @@ class StagConfig:
         ``True`` generates the zero-skipping core (bitmap operands, scheduler, dispatcher);
         ``False`` the dense baseline from the same generator: every MAC is issued and only the
         dense operand format is accepted.
+    topk_max_elems:
+        Largest tensor (codes) the SWAT top-K threshold unit (``hw.topk_threshold``) stores on chip,
+        2..2**20; its memory depth. The digits CNN's largest weight tensor (conv3) has 9216.
+    resprop_max_elems, resprop_max_batch:
+        The ReSprop unit (``hw.resprop``): depth of each of its two P banks, the largest
+        K*P*Q of one sample, a power of two in 1..2**20 (the digits CNN's conv1 has 1024);
+        and the largest batch N, 1..65535.
+    prune_frac_bits, prune_count_bits:
+        The stochastic pruner (``hw.stochastic_pruner``): fraction bits of its constant
+        ``c_fixed = to_fixed(c, prune_frac_bits)``, 0..32 (c < 16); and the width of its element
+        count, 1..32 (largest dY tensor 2**prune_count_bits - 1 elements).
     """
 
     name: str
     operand_bits: int = 8
     max_reduction: int = 4096
     counter_bits: int = 32
-    units: tuple[str, ...] = ("pe_lane", "lfsr")
+    units: tuple[str, ...] = ("pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", "resprop",
+                              "bitmap_encode", "bitmap_decode", "stochastic_pruner")
     lfsr_width: int = 16
     lfsr_taps: int = 0xD008
     lfsr_seed: int = 1
@@ -101,6 +114,11 @@ class StagConfig:
     bus_elems: int = 8
     accumulators: int = 2
     sparse: bool = True
+    topk_max_elems: int = 16384
+    resprop_max_elems: int = 1024
+    resprop_max_batch: int = 256
+    prune_frac_bits: int = 16
+    prune_count_bits: int = 24
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
@@ -133,6 +151,12 @@ class StagConfig:
         _check_int("tile_k", self.tile_k, 1, 1024)
         _check_int("bus_elems", self.bus_elems, 1, 64)
         _check_int("accumulators", self.accumulators, 1, 16)
+        _check_int("topk_max_elems", self.topk_max_elems, 2, 1 << 20)
+        _check_int("resprop_max_elems", self.resprop_max_elems, 1, 1 << 20)
+        _check_power_of_two("resprop_max_elems", self.resprop_max_elems)
+        _check_int("resprop_max_batch", self.resprop_max_batch, 1, 65535)
+        _check_int("prune_frac_bits", self.prune_frac_bits, 0, 32)
+        _check_int("prune_count_bits", self.prune_count_bits, 1, 32)
         if not isinstance(self.sparse, bool):
             raise ConfigError(f"config field 'sparse': expected true or false, got {self.sparse!r}")
         _check_power_of_two("bus_elems", self.bus_elems)
@@ -219,7 +243,9 @@ class StagConfig:
 PRESETS: dict[str, StagConfig] = {
     # Small enough that every cosimulation in `make test` builds and runs in seconds.
     "tiny": StagConfig(name="tiny", operand_bits=4, max_reduction=64, counter_bits=16,
-                       lfsr_width=8, lfsr_taps=0xB8, lanes=2, tile_m=4, tile_n=4, tile_k=8, bus_elems=4),
+                       lfsr_width=8, lfsr_taps=0xB8, lanes=2, tile_m=4, tile_n=4, tile_k=8, bus_elems=4,
+                       topk_max_elems=256, resprop_max_elems=64, resprop_max_batch=8,
+                       prune_frac_bits=8, prune_count_bits=10),
     # int8 operands and a 32-bit accumulator (8 + 8 + 16 guard bits), the usual int8 training core;
     # a 16-bit LFSR gives the pruner uniforms with a 2**-16 bias bound (ALGORITHMS.md section 6).
     # 8 lanes on 16x16x64 tiles with 128-bit operand beats. The beat width is set by the sparse

@@ -11,7 +11,11 @@ from sim.core_vectors import VectorCase
 __all__ = ["Suite", "suites"]
 
 # cocotb test module of each generated unit (see hw.config.UNITS).
-_UNIT_MODULES = {"pe_lane": "sim.tb_pe_lane", "lfsr": "sim.tb_lfsr"}
+_UNIT_MODULES = {"pe_lane": "sim.tb_pe_lane", "lfsr": "sim.tb_lfsr",
+                 "relu_mask": "sim.tb_relu_mask", "mask_apply": "sim.tb_mask_apply", "topk": "sim.tb_topk",
+                 "resprop": "sim.tb_resprop",
+                 "bitmap_encode": "sim.tb_bitmap_codec", "bitmap_decode": "sim.tb_bitmap_codec",
+                 "stochastic_pruner": "sim.tb_stochastic_pruner"}
 
 
 @dataclass(frozen=True)

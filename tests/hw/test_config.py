@@ -70,7 +70,8 @@ def test_config_is_frozen():
     ("max_reduction", 100, "config field 'max_reduction': expected a power of two, got 100"),
     ("counter_bits", 4, "config field 'counter_bits': expected an integer in 8..64, got 4"),
     ("units", ["lfsr", "fft"],
-     r"config field 'units': expected distinct names from pe_lane, lfsr, got \['lfsr', 'fft'\]"),
+     (r"config field 'units': expected distinct names from pe_lane, lfsr, relu_mask, mask_apply, topk, resprop, "
+      r"bitmap_encode, bitmap_decode, stochastic_pruner, got \['lfsr', 'fft'\]")),
     ("lanes", 0, r"config field 'lanes': expected an integer in 1\.\.64, got 0"),
     ("lanes", 6, r"config field 'lanes': expected a power of two, got 6"),
     ("tile_n", 12, r"config field 'tile_n': expected a multiple of lanes = 8"),
@@ -130,8 +131,12 @@ def test_unknown_preset_lists_the_presets():
 def test_resolved_holds_fields_and_derived_values():
     resolved = preset("default").resolved()
     assert resolved["fields"] == {"name": "default", "operand_bits": 8, "max_reduction": 65536,
-                                  "counter_bits": 32, "units": ["pe_lane", "lfsr"], "lfsr_width": 16,
-                                  "lfsr_taps": 0xD008, "lfsr_seed": 1, "lanes": 8, "tile_m": 16, "tile_n": 16,
-                                  "tile_k": 64, "bus_elems": 16, "accumulators": 2, "sparse": True}
+                                  "counter_bits": 32,
+                                  "units": ["pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", "resprop",
+                                            "bitmap_encode", "bitmap_decode", "stochastic_pruner"],
+                                  "lfsr_width": 16, "lfsr_taps": 0xD008, "lfsr_seed": 1, "lanes": 8, "tile_m": 16,
+                                  "tile_n": 16, "tile_k": 64, "bus_elems": 16, "accumulators": 2, "sparse": True,
+                                  "topk_max_elems": 16384, "resprop_max_elems": 1024, "resprop_max_batch": 256,
+                                  "prune_frac_bits": 16, "prune_count_bits": 24}
     assert resolved["derived"]["acc_bits"] == 32
     assert StagConfig.from_dict(resolved["fields"]) == preset("default")

@@ -20,9 +20,11 @@ def test_generation_is_byte_identical_across_runs(tmp_path, name):
     first = read_all(generate(preset(name), tmp_path / "a").directory)
     second = read_all(generate(preset(name), tmp_path / "b").directory)
     assert first == second
+    units = ("pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", "resprop", "bitmap_encode", "bitmap_decode",
+             "stochastic_pruner")
+    assert preset(name).units == units
     assert set(first) == {f"stag_{name}.v", f"{name}.ports.json", f"{name}.config.json", f"{name}.f",
-                          f"stag_{name}_lfsr.v", f"{name}.lfsr.ports.json",
-                          f"stag_{name}_pe_lane.v", f"{name}.pe_lane.ports.json"}
+                          *(f"stag_{name}_{u}.v" for u in units), *(f"{name}.{u}.ports.json" for u in units)}
 
 
 def test_files_describe_the_design(tmp_path):
@@ -42,8 +44,8 @@ def test_files_describe_the_design(tmp_path):
     for port in ("i_cmd__payload", "i_data__payload", "o_data__payload", "counters", "idle", "clk", "rst"):
         assert port in verilog
     assert json.loads(design.resolved_config.read_text()) == config.resolved()
-    assert design.filelist.read_text().split() == [design.verilog.name, f"{config.top_name}_pe_lane.v",
-                                                   f"{config.top_name}_lfsr.v"]
+    assert design.filelist.read_text().split() == [design.verilog.name,
+                                                   *(f"{config.top_name}_{u}.v" for u in config.units)]
     pe_lane = json.loads(design.ports_of("pe_lane").read_text())["interface"]["members"]
     assert pe_lane["i_stream"]["members"]["payload"]["width"] == 2 * 8 + 2  # a, b, first, last
     assert pe_lane["o_stream"]["members"]["payload"]["width"] == config.acc_bits
