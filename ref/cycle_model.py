@@ -96,14 +96,14 @@ LOADER_DESC_LATENCY = 2
 #: Loader: commands (GEMM descriptors loaded or loading, DRAINs) that may wait for the compute side.
 DESCRIPTOR_QUEUE = 4
 #: Compute: a GEMM started in cycle T has its first group in the dispatcher's register in T + this.
-GEMM_FILL = 2
+GEMM_FILL = 3
 #: Lane: work items a lane holds (queued or running); ``ready`` is registered.
 LANE_QUEUE_DEPTH = 2
 #: Lane: items between their first ``k`` and their result leaving the lane (result slots).
-LANE_RESULT_SLOTS = 10
-#: Lane: cycles from an item's last ``k`` to its result being offered to the bank (I1, I2, I3, I4,
-#: three PE stages, result FIFO, output register).
-LANE_RESULT_LATENCY = 9
+LANE_RESULT_SLOTS = 11
+#: Lane: cycles from an item's last ``k`` to its result being offered to the bank (I1, IC, I2, I3,
+#: I4, three PE stages, result FIFO, output register).
+LANE_RESULT_LATENCY = 10
 #: Core: the RUN state is left this many cycles after the last result left its lane (bank input
 #: register, write-back stage, then the idle check); the next command starts one cycle after that.
 WRITEBACK_CYCLES = 3

@@ -19,7 +19,7 @@ from ref.topk_codes import TopKUnitModel, keep_count
 from sim.design import current_design
 from sim.env import reset_and_count, test_rng, write_record
 from sim.stream import StreamSink, StreamSource
-from sim.topk_vectors import load_topk_tensors
+from sim.topk_vectors import load_topk_tensors, random_codes
 
 TRACE_ENV = "STAG_TOPK_TRACE"
 
@@ -82,20 +82,6 @@ def _first_diff(a: list, b: list) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y), -1)
 
 
-def _codes(rng: random.Random, n: int, b: int, kind: str) -> list[int]:
-    lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
-    if kind == "zeros":
-        return [0] * n
-    if kind == "equal":
-        v = rng.randint(lo, hi)
-        return [v if rng.random() < 0.5 or -v > hi else -v for _ in range(n)]
-    if kind == "extreme":
-        return [rng.choice([lo, hi, 0, lo + 1, -1, 1]) for _ in range(n)]
-    if kind == "sparse":
-        return [rng.randint(lo, hi) if rng.random() < 0.2 else 0 for _ in range(n)]
-    return [rng.randint(lo, hi) for _ in range(n)]
-
-
 @cocotb.test()
 async def test_random_tensors(dut):
     """Random tensors (element and channel mode, every code kind, random keep/period/restart/force)."""
@@ -106,7 +92,7 @@ async def test_random_tensors(dut):
     for _ in range(8):
         slice_len = rng.choice([1, 1, 2, 3, 9])
         items = rng.randint(1, limit // slice_len)
-        codes = _codes(rng, items * slice_len, config.operand_bits,
+        codes = random_codes(rng, items * slice_len, config.operand_bits,
                        rng.choice(["random", "zeros", "equal", "extreme", "sparse"]))
         keep = rng.choice([1e-6, 0.1, 0.5, 0.999, 1.0, rng.random()])
         jobs.append(job(codes, keep_count(keep, items), slice_len, period=rng.choice([0, 1, 2, 3]),
@@ -122,7 +108,7 @@ async def test_edge_cases(dut):
     lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
     rng = test_rng("edge_cases_jobs")
     distinct = [m if rng.random() < 0.5 else -m for m in rng.sample(range(hi + 1), min(hi + 1, 40))]
-    full = _codes(rng, config.topk_max_elems if config.topk_max_elems <= 512 else 512, b, "random")
+    full = random_codes(rng, config.topk_max_elems if config.topk_max_elems <= 512 else 512, b, "random")
     jobs = [
         job(distinct, 1), job(distinct, len(distinct) // 3), job(distinct, len(distinct)),
         job([3, -3, 3, 1, 2, -2, 0, 3], 2),
@@ -141,7 +127,7 @@ async def test_period_reuse(dut):
     config = current_design().config
     rng = test_rng("period_reuse_jobs")
     b = config.operand_bits
-    base = _codes(rng, 32, b, "random")
+    base = random_codes(rng, 32, b, "random")
     lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
     jobs = []
     for i in range(9):

@@ -10,10 +10,33 @@ pytest side writes them as JSON; the cocotb testbench reads them and needs no to
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
-__all__ = ["digits_weight_codes", "load_topk_tensors", "write_topk_tensors"]
+__all__ = ["CODE_KINDS", "digits_weight_codes", "load_topk_tensors", "random_codes", "write_topk_tensors"]
+
+#: Kinds of random tensors :func:`random_codes` makes.
+CODE_KINDS = ("random", "zeros", "equal", "extreme", "sparse")
+
+
+def random_codes(rng: random.Random, n: int, bits: int, kind: str) -> list[int]:
+    """``n`` signed ``bits``-bit codes of one ``kind``: uniform (``random``), all zero, all of one
+    magnitude with random signs (``equal``: every magnitude ties), only the extreme codes (most
+    negative, most positive, 0, +-1), or about 80 % zeros (``sparse``)."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if kind == "zeros":
+        return [0] * n
+    if kind == "equal":
+        v = rng.randint(lo, hi)
+        return [v if rng.random() < 0.5 or -v > hi else -v for _ in range(n)]
+    if kind == "extreme":
+        return [rng.choice([lo, hi, 0, lo + 1, -1, 1]) for _ in range(n)]
+    if kind == "sparse":
+        return [rng.randint(lo, hi) if rng.random() < 0.2 else 0 for _ in range(n)]
+    if kind != "random":
+        raise ValueError(f"kind must be one of {', '.join(CODE_KINDS)}, not {kind!r}")
+    return [rng.randint(lo, hi) for _ in range(n)]
 
 
 def digits_weight_codes(out_dir: Path | str, operand_bits: int, layers: dict[str, tuple[str, ...]],

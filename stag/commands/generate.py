@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from hw.generate import generate
 from stag.commands.common import add_design_arguments, config_from_args
@@ -16,7 +17,10 @@ def add_parser(subparsers) -> None:
         "generate", help="generate Verilog for a configuration",
         description="Write rtl_out/<name>/: the Verilog, <name>.ports.json, <name>.config.json "
                     "and the filelist <name>.f. Output is deterministic and written atomically.")
-    add_design_arguments(parser, work=False)
+    add_design_arguments(parser)
+    parser.add_argument("--cost", action="store_true",
+                        help="also synthesize every module (the core and each unit) for ECP5 with Yosys and "
+                             "print its cells; writes <work>/<name>/cost/cost.json (minutes for the default core)")
     parser.set_defaults(run=run)
 
 
@@ -28,4 +32,19 @@ def run(args: argparse.Namespace) -> int:
           f"{config.acc_bits}-bit accumulator) in {time.perf_counter() - started:.1f} s")
     for path in (design.verilog, design.ports, design.resolved_config, design.filelist):
         print(f"  {path}")
+    if args.cost:
+        _print_costs(design, Path(args.work) / config.name / "cost")
     return 0
+
+
+def _print_costs(design, work: Path) -> None:
+    from stag.cost import COST_COLUMNS, module_costs, write_costs  # the synthesis tools load only here
+
+    print(f"cost of each module (Yosys synth_ecp5, out of context, {len(design.modules)} modules) ...", flush=True)
+    costs = module_costs(design, work, progress=lambda line: print(line, flush=True))
+    width = max(len(label) for label in costs)
+    print(f"{'module':<{width}}  " + "  ".join(f"{heading:>6}" for _, heading in COST_COLUMNS))
+    for label, report in costs.items():
+        print(f"{label:<{width}}  " + "  ".join(f"{getattr(report, field):>6}" for field, _ in COST_COLUMNS))
+    write_costs(costs, work / "cost.json")
+    print(f"  {work / 'cost.json'}")

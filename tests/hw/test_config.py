@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,11 @@ def test_presets_include_tiny_and_default():
 @pytest.mark.parametrize("name", ["tiny", "default"])
 def test_shipped_toml_files_equal_their_presets(name):
     assert load_config(CONFIGS / f"{name}.toml") == preset(name)
+
+
+def test_dense_baseline_file_is_the_default_with_sparsity_off():
+    assert load_config(CONFIGS / "default_dense.toml") == dataclasses.replace(
+        preset("default"), name="default_dense", sparse=False)
 
 
 def test_accumulator_width_is_derived_from_operands_and_reduction():

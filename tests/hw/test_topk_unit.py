@@ -20,6 +20,7 @@ from ref.policies.swat import channel_mask, topk_mask
 from ref.topk_codes import PERIOD_BITS as REF_PERIOD_BITS
 from ref.topk_codes import TopKUnitModel, keep_count
 from ref.traces import load_trace
+from sim.topk_vectors import random_codes
 
 
 @dataclass
@@ -129,20 +130,6 @@ def check_against_model(unit: TopKThresholdUnit, jobs: list[Job], got: list[Obse
         assert obs.keeps == want.mask, where
         assert obs.lasts == [False] * (len(job.codes) - 1) + [True], where
         assert (obs.threshold, obs.recomputed, obs.kept) == (want.threshold, want.recomputed, want.kept), where
-
-
-def random_codes(rng: random.Random, n: int, bits: int, kind: str) -> list[int]:
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    if kind == "zeros":
-        return [0] * n
-    if kind == "equal":
-        v = rng.randint(lo, hi)
-        return [v if rng.random() < 0.5 or -v > hi else -v for _ in range(n)]
-    if kind == "extreme":
-        return [rng.choice([lo, hi, 0, lo + 1, -1, 1]) for _ in range(n)]
-    if kind == "sparse":
-        return [rng.randint(lo, hi) if rng.random() < 0.2 else 0 for _ in range(n)]
-    return [rng.randint(lo, hi) for _ in range(n)]
 
 
 def random_jobs(rng: random.Random, bits: int, max_elems: int, count: int) -> list[Job]:

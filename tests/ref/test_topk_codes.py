@@ -19,20 +19,7 @@ from ref.topk_codes import (
     score_top_bit,
     select_threshold,
 )
-
-
-def random_codes(rng: random.Random, n: int, bits: int, kind: str) -> list[int]:
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    if kind == "zeros":
-        return [0] * n
-    if kind == "equal":
-        v = rng.randint(lo, hi)
-        return [v if rng.random() < 0.5 or -v > hi else -v for _ in range(n)]
-    if kind == "extreme":
-        return [rng.choice([lo, hi, 0, lo + 1, -1, 1]) for _ in range(n)]
-    if kind == "sparse":
-        return [rng.randint(lo, hi) if rng.random() < 0.2 else 0 for _ in range(n)]
-    return [rng.randint(lo, hi) for _ in range(n)]
+from sim.topk_vectors import random_codes
 
 
 def test_keep_count_is_topk_count():

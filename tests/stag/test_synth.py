@@ -17,3 +17,23 @@ def test_core_synthesizes_and_routes_on_ecp5(tmp_path):
         5 + config.lanes) * config.counter_bits
     assert report.lut4 > 0
     assert report.fmax_mhz is not None and report.fmax_mhz > 0
+
+
+def test_module_costs_cover_the_top_and_every_unit(tmp_path):
+    import dataclasses
+
+    from stag.cost import module_costs, write_costs
+
+    config = dataclasses.replace(preset("tiny"), name="tiny_cost", units=("pe_lane", "lfsr"))
+    design = generate(config, tmp_path / "rtl")
+    lines: list[str] = []
+    costs = module_costs(design, tmp_path / "cost", progress=lines.append)
+    assert list(costs) == ["top", "pe_lane", "lfsr"]
+    assert len(lines) == 3
+    # The core has one multiplier per lane, the lone PE lane one, the LFSR none.
+    assert [costs[k].dsp for k in costs] == [config.lanes, 1, 0]
+    # The LFSR keeps at least its state in flip-flops.
+    assert costs["lfsr"].ff >= config.lfsr_width
+    assert costs["top"].lut4 > costs["pe_lane"].lut4 > 0
+    write_costs(costs, tmp_path / "cost.json")
+    assert (tmp_path / "cost.json").read_text().count('"lut4"') == 3

@@ -1,0 +1,266 @@
+# amaranth: UnusedElaboratable=no
+"""One full layer step per algorithm: RTL chain (core + generated units) == integer reference chain,
+and the reference chain == the float golden layer on integer-valued inputs.
+
+Data: conv2 of the digits CNN, captured iteration 1 of ``make_digits_trace(algo=<algo>, seed=0)``,
+cropped by ``layer_inputs_from_trace`` to 2 samples x 2 input channels x 4 output channels (every
+pass complete for that sub-layer; the whole layer would take ~100x longer in the Amaranth
+simulator and its X would not fit the tiny top-K unit). Design: the ``tiny`` preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from hw.config import preset
+from ref.contract.layer_step import ALGOS, LayerInputs, LayerStep, layer_inputs_from_trace, layer_step
+from ref.contract.trace_programs import make_digits_trace
+from ref.layer_ops import ConvGeometry
+from ref.layers import PolicyConv2d
+from ref.lfsr import GaloisLFSR
+from ref.numerics import qmax, quantize_symmetric, requantize, tau_float
+from ref.policies import (
+    DensePolicy,
+    IterationInfo,
+    ReluMaskPolicy,
+    ReSpropPolicy,
+    SwatPolicy,
+    ZeroSkipPolicy,
+    stochastic_prune,
+)
+from ref.resprop_codes import threshold_value
+from ref.traces import load_trace
+from sim.layer_chain import run_layer_chain, step_params
+
+CONFIG = preset("tiny")
+PARAMS = step_params(CONFIG)
+TRACE_SEED = 0
+STALL = 0.2
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory):
+    """``get(algo)``: the algorithm's digits trace, made on first use."""
+    cache = {}
+
+    def get(algo: str):
+        if algo not in cache:
+            print(f"make_digits_trace(algo={algo!r}, seed={TRACE_SEED}), layer conv2, iteration 1")
+            root = tmp_path_factory.mktemp(f"trace_{algo}")
+            cache[algo] = load_trace(make_digits_trace(root, algo=algo, seed=TRACE_SEED))
+        return cache[algo]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def steps(traces):
+    """``get(algo) -> (trace, inputs, reference step)``."""
+    cache = {}
+
+    def get(algo: str):
+        if algo not in cache:
+            trace = traces(algo)
+            inp = layer_inputs_from_trace(trace, PARAMS)
+            print(f"crop {inp.source}, shifts fwd={inp.fwd_shift} bwi={inp.bwi_shift}")
+            cache[algo] = (trace, inp, layer_step(inp, PARAMS))
+        return cache[algo]
+
+    return get
+
+
+def assert_steps_equal(got: LayerStep, want: LayerStep) -> None:
+    for f in dataclasses.fields(LayerStep):
+        g, w = getattr(got, f.name), getattr(want, f.name)
+        if isinstance(w, torch.Tensor):
+            assert isinstance(g, torch.Tensor) and g.dtype == w.dtype and g.shape == w.shape, f.name
+            diff = (g != w).nonzero()
+            assert diff.numel() == 0, f"{f.name}: {diff.shape[0]} elements differ, first at {diff[0].tolist()}"
+        else:
+            assert g == w, f"{f.name}: RTL {g!r}, ref {w!r}"
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_rtl_chain_equals_ref_chain(steps, algo):
+    """Every intermediate of the RTL chain (random stalls on every stream) equals the reference."""
+    _, inp, want = steps(algo)
+    seed = 100 + ALGOS.index(algo)
+    print(f"RTL chain seed={seed} stall={STALL}")
+    start = time.process_time()
+    got, backend = run_layer_chain(inp, CONFIG, seed=seed, stall=STALL)
+    print(f"{algo}: {time.process_time() - start:.1f} s CPU; calls {backend.log}")
+    assert_steps_equal(got, want)
+    # The chain is not trivial: the algorithm's unit changed something and every pass has nonzeros.
+    for name in ("a", "dx", "dw"):
+        assert int((getattr(want, name) != 0).sum()) > 0, name
+    if algo == "relu_mask":
+        assert 0 < int(want.mask_out.sum()) < want.mask_out.numel()
+        assert 0 < int(want.mask_in.sum()) < want.mask_in.numel()
+        assert not torch.equal(want.dx, want.dx_unmasked)  # the output mask removed real values
+    if algo == "stochastic_prune":
+        assert want.tau > 0 and not torch.equal(want.dy_g, inp.dy)
+    if algo == "swat":
+        assert 0 < int(want.w_keep.sum()) < want.w_keep.numel()
+        assert 0 < int(want.x_keep.sum()) < want.x_keep.numel()
+    if algo == "resprop":
+        assert 0 < want.resprop_nnz < want.dy_g.numel() and int((inp.p != 0).sum()) > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The reference chain against the float golden layer (ref.layers.PolicyConv2d + ref.policies) in
+# float64 on the integer codes: every product and sum is an integer below 2**53, so it is exact.
+
+
+def golden_layer(inp: LayerInputs, policy_cls, dy: torch.Tensor, **policy_kw):
+    """Run the golden PolicyConv2d on the codes; returns (Y, dX, dW, layer, policy)."""
+    k, c, r, _ = inp.w.shape
+    layer = PolicyConv2d(c, k, r, inp.stride, inp.padding, bias=False, name="conv2", input_is_relu=True)
+    layer.weight = nn.Parameter(inp.w.to(torch.float64))
+    layer.record_work, layer.capture = False, True
+    policy = policy_cls(layer.spec(1, 4), **policy_kw)
+    if isinstance(policy, ReSpropPolicy):
+        policy.P = inp.p.to(torch.float64)
+        policy.threshold = threshold_value(*inp.resprop_load)
+    layer.set_policy(policy)
+    layer.train()
+    policy.begin_iteration(IterationInfo(epoch=0, batch=1, batches_per_epoch=3, step=1))
+    x = inp.x.to(torch.float64).requires_grad_()
+    y = layer(x)
+    y.backward(dy.to(torch.float64))
+    return y.detach(), x.grad, layer.weight.grad, layer, policy
+
+
+def as_int(t: torch.Tensor) -> torch.Tensor:
+    r = t.round()
+    assert torch.equal(r, t), "the golden layer left the integers"
+    assert int(r.abs().max()) < 1 << (PARAMS.acc_bits - 1), "an accumulator would wrap: exactness needs no wrap"
+    return r.to(torch.int64)
+
+
+def check_forward_backward(step: LayerStep, inp: LayerInputs, y, dx, dw) -> None:
+    b = PARAMS.operand_bits
+    z = requantize(as_int(y), inp.fwd_shift, b)
+    assert torch.equal(step.a, z.clamp(min=0))
+    assert torch.equal(step.dx, requantize(as_int(dx), inp.bwi_shift, b))
+    assert torch.equal(step.dw, as_int(dw))
+
+
+@pytest.mark.parametrize("algo", ["dense", "zero_skip", "relu_mask"])
+def test_exact_algorithms_equal_torch_autograd(steps, algo):
+    """FWD, the ReLU (mask), BWI (with relu_mask's output mask) and BWW equal autograd on the codes."""
+    _, inp, step = steps(algo)
+    cls = {"dense": DensePolicy, "zero_skip": ZeroSkipPolicy, "relu_mask": ReluMaskPolicy}[algo]
+    y, dx, dw, layer, _ = golden_layer(inp, cls, inp.dy)
+    check_forward_backward(step, inp, y, dx, dw)
+    assert torch.equal(step.dy_g, inp.dy) and torch.equal(step.w_fwd, inp.w) and torch.equal(step.x_bww, inp.x)
+    # Plain torch autograd (no policy layer): conv2d on leaves; BWI/BWW are the leaves' gradients.
+    x = inp.x.to(torch.float64).requires_grad_()
+    w = inp.w.to(torch.float64).requires_grad_()
+    torch.nn.functional.conv2d(x, w, None, inp.stride, inp.padding).backward(inp.dy.to(torch.float64))
+    assert torch.equal(step.dw, as_int(w.grad))
+    if algo != "relu_mask":
+        assert torch.equal(step.dx, requantize(as_int(x.grad), inp.bwi_shift, PARAMS.operand_bits))
+        return
+    z = requantize(as_int(y), inp.fwd_shift, PARAMS.operand_bits)
+    assert torch.equal(step.z, z) and torch.equal(step.mask_out, z > 0)
+    assert torch.equal(step.mask_in, layer.last_capture["relu_mask_x"])  # the policy's X > 0
+    # The masked dX is the gradient through the previous layer's ReLU (autograd: 0 where X == 0).
+    xr = inp.x.to(torch.float64).requires_grad_()
+    torch.nn.functional.conv2d(torch.relu(xr), w.detach(), None, inp.stride, inp.padding).backward(
+        inp.dy.to(torch.float64))
+    assert torch.equal(step.dx, requantize(as_int(xr.grad), inp.bwi_shift, PARAMS.operand_bits))
+    assert torch.equal(step.dx_unmasked, requantize(as_int(x.grad), inp.bwi_shift, PARAMS.operand_bits))
+    assert torch.equal(step.dx_mask_applied, step.dx)  # MaskApply after BWI == the GEMM's output mask
+
+
+def test_stochastic_prune_equals_float_rule_and_tau_is_within_bound(steps):
+    """Given the unit's integer tau and its LFSR draws, the pruned dY, dX and dW equal the float
+    policy's rule (``stochastic_prune``) and layer; tau itself is within the derived bound of the
+    float ``c * mean|g|`` (the one inexact quantity)."""
+    trace, inp, step = steps("stochastic_prune")
+    b, f = PARAMS.operand_bits, PARAMS.prune_frac_bits
+    assert 0 < step.tau <= qmax(b)  # no saturation of the substituted +-tau in this trace
+    u = GaloisLFSR(PARAMS.lfsr_width, PARAMS.lfsr_taps, inp.prune_seed).uniforms(tuple(inp.dy.shape))
+    pruned = stochastic_prune(inp.dy.to(torch.float64), float(step.tau), u)
+    assert torch.equal(step.dy_g, as_int(pruned))
+    y, dx, dw, _, _ = golden_layer(inp, DensePolicy, pruned)  # the policy feeds the pruned dY to BWI and BWW
+    check_forward_backward(step, inp, y, dx, dw)
+    # tau = floor(c_fixed * sum|q| / (n 2**f)) lies in (c' m - 1, c' m], c' = c_fixed / 2**f, m = mean|q|,
+    # so |tau - c m| <= 1 + |c' - c| m.
+    c = float(trace.records[0].layers["conv2"].policy["c"])
+    m = float(inp.dy.abs().double().mean())
+    bound = 1 + abs(inp.prune_c_fixed / (1 << f) - c) * m
+    assert abs(step.tau - tau_float(inp.dy, c)) <= bound
+    print(f"tau={step.tau} float tau={tau_float(inp.dy, c):.4f} bound={bound:.4f}")
+
+
+def test_swat_equals_float_policy(steps):
+    """The units' top-K masks and thresholds are SwatPolicy's on the codes; FWD/BWI use W_hat, BWW X_hat."""
+    trace, inp, step = steps("swat")
+    pol = trace.records[0].layers["conv2"].policy
+    y, dx, dw, layer, policy = golden_layer(inp, SwatPolicy, inp.dy, sparsity=float(pol["sparsity"]),
+                                            structure=str(pol["structure"]))
+    check_forward_backward(step, inp, y, dx, dw)
+    cap = layer.last_capture
+    assert torch.equal(step.w_keep, cap["swat_mask_w"]) and torch.equal(step.x_keep, cap["swat_mask_x"])
+    assert (step.w_threshold, step.x_threshold) == (policy.thr_w, policy.thr_x)
+    assert torch.equal(step.w_fwd, torch.where(cap["swat_mask_w"], inp.w, 0))
+    assert torch.equal(step.x_bww, torch.where(cap["swat_mask_x"], inp.x, 0))
+
+
+def test_resprop_equals_float_policy(steps):
+    """S, nnz, the controller step, and dX/dW with the reused terms equal ReSpropPolicy (adaptive x2)
+    on the codes, with the threshold the unit was loaded with."""
+    trace, inp, step = steps("resprop")
+    pol = trace.records[0].layers["conv2"].policy
+    y, dx, dw, layer, policy = golden_layer(
+        inp, ReSpropPolicy, inp.dy, reuse_sparsity=float(pol["reuse_sparsity"]), threshold_mode="adaptive_x2",
+        nz_margin=float(pol["nz_margin"]), warmup=False)
+    assert policy.target_nz_percent() * 100 == inp.resprop_target_cp
+    check_forward_backward(step, inp, y, dx, dw)
+    s = as_int(layer.last_capture["S"])
+    assert torch.equal(step.dy_g, s) and step.resprop_nnz == int((s != 0).sum())
+    assert policy.threshold == threshold_value(inp.resprop_load[0], step.resprop_exp_after)
+    # The reused terms the host adds are the policy's preGX / preGW.
+    g = ConvGeometry(inp.stride, inp.padding)
+    p1 = inp.p[None].to(torch.float64)
+    xf, wf = inp.x.to(torch.float64), inp.w.to(torch.float64)
+    assert torch.equal(step.pre_gx, as_int(g.bwi(p1, wf, torch.Size((1, *inp.x.shape[1:])))))
+    assert torch.equal(step.pre_gw, as_int(g.bww(xf.sum(dim=0, keepdim=True), p1, inp.w.shape)))
+
+
+@pytest.mark.parametrize("algo", ["dense", "relu_mask"])
+def test_quantized_step_is_within_bound_of_float_layer(steps, algo):
+    """Against the float layer on the real (float) trace tensors: dW (raw) within the contract's
+    quantization bound, and Y (requantized) within that bound plus half a drain step, where unsaturated."""
+    trace, inp, step = steps(algo)
+    src = inp.source
+    t = trace.records[0].layers["conv2"].tensors
+    sel, cin, cout = list(src["samples"]), list(src["in_channels"]), list(src["out_channels"])
+    xf = t["x"][sel][:, cin].double()
+    wf = t["w"][cout][:, cin].double()
+    dyf = t["dy"][sel][:, cout].double()
+    sx, sw, sdy = inp.scales["x"], inp.scales["w"], inp.scales["dy"]
+    assert quantize_symmetric(xf, PARAMS.operand_bits)[1] == sx
+    g = ConvGeometry(inp.stride, inp.padding)
+    n, _, p, q = inp.dy.shape
+    c, r, s = inp.w.shape[1:]
+    # Per output: sum over Kred products of (a + ea)(b + eb) - ab, |ea| <= sa/2, |eb| <= sb/2.
+    kred = n * p * q
+    bound_w = kred * (sx * float(dyf.abs().max()) + sdy * float(xf.abs().max())) / 2 + kred * sx * sdy / 4
+    err_w = float((step.dw.double() * sx * sdy - g.bww(xf, dyf, wf.shape)).abs().max())
+    assert err_w <= bound_w, (err_w, bound_w)
+    kred = c * r * s
+    bound_y = kred * (sx * float(wf.abs().max()) + sw * float(xf.abs().max())) / 2 + kred * sx * sw / 4
+    unit = sx * sw * (1 << inp.fwd_shift)
+    z = requantize(as_int(g.fwd(inp.x.double(), inp.w.double())), inp.fwd_shift, PARAMS.operand_bits)
+    ok = z.abs() < qmax(PARAMS.operand_bits)
+    err_y = ((z.double() * unit - g.fwd(xf, wf)).abs())[ok]
+    assert torch.equal(step.a, z.clamp(min=0))
+    assert float(err_y.max()) <= bound_y + unit / 2, (float(err_y.max()), bound_y + unit / 2)
+    print(f"{algo}: dW err {err_w:.3g} <= {bound_w:.3g}; Y err {float(err_y.max()):.3g} <= {bound_y + unit / 2:.3g}")
