@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 #: Units that can be generated beside the top (see ``hw.units``): the core's MAC lane on its own
 #: (for its standalone verification and synthesis) and the gradient-path units.
 UNITS: tuple[str, ...] = ("pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", "resprop",
-                          "bitmap_encode", "bitmap_decode", "stochastic_pruner")
+                          "bitmap_encode", "bitmap_decode", "stochastic_pruner", "axi")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -103,7 +103,7 @@ class StagConfig:
     max_reduction: int = 4096
     counter_bits: int = 32
     units: tuple[str, ...] = ("pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", "resprop",
-                              "bitmap_encode", "bitmap_decode", "stochastic_pruner")
+                              "bitmap_encode", "bitmap_decode", "stochastic_pruner", "axi")
     lfsr_width: int = 16
     lfsr_taps: int = 0xD008
     lfsr_seed: int = 1

@@ -31,7 +31,7 @@ from hw.operand_loader import BUFFER_SETS, OperandLoader, descriptor_layout
 from hw.requantize import Requantizer
 from hw.sparse_lane import SparseLane
 
-__all__ = ["SparseCore", "counters_layout"]
+__all__ = ["SparseCore", "core_signature", "counters_layout"]
 
 #: Commands that may wait, loaded or not, between the loader and the compute side.
 DESCRIPTOR_QUEUE = 4
@@ -60,6 +60,17 @@ def counters_layout(counter_bits: int, lanes: int) -> data.StructLayout:
     })
 
 
+def core_signature(config: StagConfig) -> wiring.Signature:
+    """The ports of :class:`SparseCore` for ``config`` (see its docstring)."""
+    return wiring.Signature({
+        "i_cmd": In(stream.Signature(core_command_layout(config.acc_index_bits))),
+        "i_data": In(stream.Signature(config.bus_bits)),
+        "o_data": Out(stream.Signature(config.lanes * config.acc_bits)),
+        "counters": Out(counters_layout(config.counter_bits, config.lanes)),
+        "idle": Out(1),
+    })
+
+
 class SparseCore(wiring.Component):
     """The generated compute core for ``config`` (``config.sparse`` selects the dense baseline).
 
@@ -79,13 +90,7 @@ class SparseCore(wiring.Component):
     def __init__(self, config: StagConfig) -> None:
         self.config = config
         self._cmd_layout = core_command_layout(config.acc_index_bits)
-        super().__init__({
-            "i_cmd": In(stream.Signature(self._cmd_layout)),
-            "i_data": In(stream.Signature(config.bus_bits)),
-            "o_data": Out(stream.Signature(config.lanes * config.acc_bits)),
-            "counters": Out(counters_layout(config.counter_bits, config.lanes)),
-            "idle": Out(1),
-        })
+        super().__init__(core_signature(config))
 
     def elaborate(self, platform):
         cfg = self.config

@@ -18,7 +18,7 @@ from amaranth.back import verilog
 
 from hw.config import StagConfig
 from hw.top import build_top
-from hw.units import build_unit
+from hw.units import build_unit, unit_dependencies
 
 __all__ = ["GeneratedDesign", "design_files", "generate", "render"]
 
@@ -41,6 +41,10 @@ class GeneratedDesign:
     def verilog_of(self, unit: str | None) -> Path:
         """Verilog of the top (``None``) or of a generated unit; one module family per file."""
         return self.directory / f"{self.config.module_name(unit)}.v"
+
+    def sources_of(self, unit: str | None) -> list[Path]:
+        """The Verilog files that together define ``unit``'s module (its own file first)."""
+        return [self.verilog_of(unit), *(self.verilog_of(dep) for dep in unit_dependencies(unit))]
 
     def ports_of(self, unit: str | None) -> Path:
         suffix = "" if unit is None else f".{unit}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from amaranth.lib import wiring
 
+from hw.axi_top import AxiTop
 from hw.bitmap_codec import BitmapDecoder, BitmapEncoder
 from hw.config import UNITS, StagConfig
 from hw.lfsr import GaloisLFSRUnit
@@ -13,7 +14,12 @@ from hw.resprop import ReSpropUnit
 from hw.stochastic_pruner import StochasticPruner
 from hw.topk_threshold import TopKThresholdUnit
 
-__all__ = ["build_unit"]
+__all__ = ["build_unit", "unit_dependencies"]
+
+
+def unit_dependencies(unit: str | None) -> tuple[str | None, ...]:
+    """Other modules of the design whose Verilog ``unit``'s Verilog instantiates (``None``: the top)."""
+    return (None,) if unit == "axi" else ()
 
 
 def build_unit(config: StagConfig, unit: str) -> wiring.Component:
@@ -39,4 +45,8 @@ def build_unit(config: StagConfig, unit: str) -> wiring.Component:
         return StochasticPruner(operand_bits=config.operand_bits, lfsr_width=config.lfsr_width,
                                 lfsr_taps=config.lfsr_taps, lfsr_seed=config.lfsr_seed,
                                 count_bits=config.prune_count_bits, frac_bits=config.prune_frac_bits)
+    if unit == "axi":
+        # The AXI top instantiates the generated core module (stag_<name>) rather than elaborating it
+        # again; see unit_dependencies.
+        return AxiTop(config, core_module=config.module_name(None))
     raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")

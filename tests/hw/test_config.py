@@ -77,7 +77,7 @@ def test_config_is_frozen():
     ("counter_bits", 4, "config field 'counter_bits': expected an integer in 8..64, got 4"),
     ("units", ["lfsr", "fft"],
      (r"config field 'units': expected distinct names from pe_lane, lfsr, relu_mask, mask_apply, topk, resprop, "
-      r"bitmap_encode, bitmap_decode, stochastic_pruner, got \['lfsr', 'fft'\]")),
+      r"bitmap_encode, bitmap_decode, stochastic_pruner, axi, got \['lfsr', 'fft'\]")),
     ("lanes", 0, r"config field 'lanes': expected an integer in 1\.\.64, got 0"),
     ("lanes", 6, r"config field 'lanes': expected a power of two, got 6"),
     ("tile_n", 12, r"config field 'tile_n': expected a multiple of lanes = 8"),
@@ -139,7 +139,7 @@ def test_resolved_holds_fields_and_derived_values():
     assert resolved["fields"] == {"name": "default", "operand_bits": 8, "max_reduction": 65536,
                                   "counter_bits": 32,
                                   "units": ["pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", "resprop",
-                                            "bitmap_encode", "bitmap_decode", "stochastic_pruner"],
+                                            "bitmap_encode", "bitmap_decode", "stochastic_pruner", "axi"],
                                   "lfsr_width": 16, "lfsr_taps": 0xD008, "lfsr_seed": 1, "lanes": 8, "tile_m": 16,
                                   "tile_n": 16, "tile_k": 64, "bus_elems": 16, "accumulators": 2, "sparse": True,
                                   "topk_max_elems": 16384, "resprop_max_elems": 1024, "resprop_max_batch": 256,

@@ -21,7 +21,7 @@ def test_generation_is_byte_identical_across_runs(tmp_path, name):
     second = read_all(generate(preset(name), tmp_path / "b").directory)
     assert first == second
     units = ("pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", "resprop", "bitmap_encode", "bitmap_decode",
-             "stochastic_pruner")
+             "stochastic_pruner", "axi")
     assert preset(name).units == units
     assert set(first) == {f"stag_{name}.v", f"{name}.ports.json", f"{name}.config.json", f"{name}.f",
                           *(f"stag_{name}_{u}.v" for u in units), *(f"{name}.{u}.ports.json" for u in units)}

@@ -1,0 +1,135 @@
+"""The AXI4-Lite register map of the accelerator top level (``hw.axi_top``): offsets and fields.
+
+One place for every address and bit position: the RTL decodes them from here and the cocotb driver
+(``sim.axi_driver``) accesses them from here; docs/interface.md describes them, and its register
+table is checked against this module by tests/sim/test_interface_doc.py.
+
+All registers are 32 bits wide at 4-byte-aligned byte addresses in a 4 KiB window
+(``ADDR_BITS = 12``). Address bits [1:0] are ignored (a read returns the whole word, a write
+changes the bytes that WSTRB selects). An access to a word that is not mapped gets ``SLVERR``
+(reads return 0, writes change nothing). Writes to a read-only register are ignored and get
+``OKAY``.
+"""
+
+from __future__ import annotations
+
+from hw.config import StagConfig
+from hw.layouts import core_command_layout
+
+__all__ = [
+    "ADDR_BITS",
+    "CMD_COUNT",
+    "CONFIG_BASE",
+    "CONFIG_FIELDS",
+    "COUNTER_BASE",
+    "CTRL",
+    "CTRL_IRQ_EN",
+    "ID",
+    "ID_VALUE",
+    "MAPPED",
+    "SCRATCH",
+    "SNAPSHOT",
+    "SNAPSHOT_TAKE",
+    "STATUS",
+    "STATUS_DONE",
+    "STATUS_IDLE",
+    "STATUS_IRQ",
+    "STATUS_PAD_ERROR",
+    "TILE_COUNT",
+    "VERSION",
+    "VERSION_VALUE",
+    "StreamWidths",
+    "config_offset",
+    "counter_names",
+    "counter_offset",
+    "mapped_offsets",
+    "stream_widths",
+]
+
+#: Width of ``s_axil_awaddr`` / ``s_axil_araddr`` (byte addresses; a 4 KiB window).
+ADDR_BITS = 12
+
+# ---- control and status (offsets in bytes) ------------------------------------------------------
+ID = 0x000          #: RO, the constant ID_VALUE
+VERSION = 0x004     #: RO, interface version: major in [31:16], minor in [15:0]
+CTRL = 0x008        #: RW, bit 0 IRQ_EN
+STATUS = 0x00C      #: bit 0 IDLE (RO), bit 1 DONE (W1C), bit 2 IRQ (RO), bit 3 PAD_ERROR (W1C)
+SNAPSHOT = 0x010    #: WO, write bit 0 = 1 to copy every performance counter into the snapshot
+SCRATCH = 0x014     #: RW, 32 bits with no effect (bus check); honours WSTRB
+CMD_COUNT = 0x018   #: RO, commands accepted on s_axis_cmd since reset (32 bits, wraps)
+TILE_COUNT = 0x01C  #: RO, result tiles completed on m_axis_result (TLAST beats taken) since reset (wraps)
+
+#: ASCII "STAG".
+ID_VALUE = 0x5354_4147
+#: Interface version 1.0.
+VERSION_VALUE = 0x0001_0000
+
+CTRL_IRQ_EN = 1 << 0
+STATUS_IDLE = 1 << 0
+STATUS_DONE = 1 << 1
+STATUS_IRQ = 1 << 2
+STATUS_PAD_ERROR = 1 << 3
+SNAPSHOT_TAKE = 1 << 0
+
+# ---- configuration readback (RO constants) ------------------------------------------------------
+CONFIG_BASE = 0x040
+#: One 32-bit register each, at ``CONFIG_BASE + 4 * index``.
+CONFIG_FIELDS: tuple[str, ...] = (
+    "operand_bits", "acc_bits", "max_reduction", "lanes", "tile_m", "tile_n", "tile_k", "bus_elems",
+    "accumulators", "sparse", "counter_bits", "acc_index_bits", "cmd_bits", "cmd_tdata_bits", "data_bits",
+    "data_tdata_bits", "result_bits", "result_tdata_bits", "drain_beats", "counters",
+)
+
+# ---- performance counters (RO, from the snapshot) -----------------------------------------------
+#: Counter ``f`` has its low word at ``COUNTER_BASE + 8 * f`` and its high word 4 bytes above.
+COUNTER_BASE = 0x100
+
+CMD_COUNT_BITS = 32
+TILE_COUNT_BITS = 32
+
+
+def _bytes(bits: int) -> int:
+    return 8 * -(-bits // 8)
+
+
+class StreamWidths:
+    """The core's payload widths and the AXI4-Stream ``tdata`` widths (whole bytes) around them."""
+
+    def __init__(self, config: StagConfig) -> None:
+        self.cmd_bits = core_command_layout(config.acc_index_bits).size
+        self.data_bits = config.bus_bits
+        self.result_bits = config.lanes * config.acc_bits
+        self.cmd_tdata_bits = _bytes(self.cmd_bits)
+        self.data_tdata_bits = _bytes(self.data_bits)
+        self.result_tdata_bits = _bytes(self.result_bits)
+
+
+def stream_widths(config: StagConfig) -> StreamWidths:
+    return StreamWidths(config)
+
+
+def counter_names(lanes: int) -> tuple[str, ...]:
+    """Counters in ``hw.core.counters_layout`` order: five totals, then ``lane_busy[j]``."""
+    return ("cycles", "macs_issued", "macs_dense", "input_starved", "output_stalled",
+            *(f"lane_busy{j}" for j in range(lanes)))
+
+
+def counter_offset(index: int, high: bool = False) -> int:
+    """Byte offset of counter ``index``'s low (or high) 32-bit word."""
+    return COUNTER_BASE + 8 * index + (4 if high else 0)
+
+
+def config_offset(field: str) -> int:
+    """Byte offset of the configuration register ``field`` (one of :data:`CONFIG_FIELDS`)."""
+    return CONFIG_BASE + 4 * CONFIG_FIELDS.index(field)
+
+
+#: Control and status registers (every address below CONFIG_BASE that is mapped).
+MAPPED: tuple[int, ...] = (ID, VERSION, CTRL, STATUS, SNAPSHOT, SCRATCH, CMD_COUNT, TILE_COUNT)
+
+
+def mapped_offsets(lanes: int) -> tuple[int, ...]:
+    """Every mapped byte offset for a core with ``lanes`` lanes (all others answer SLVERR)."""
+    n = len(counter_names(lanes))
+    return (*MAPPED, *(config_offset(f) for f in CONFIG_FIELDS),
+            *(counter_offset(i, high) for i in range(n) for high in (False, True)))

@@ -1,0 +1,183 @@
+"""cocotb test of the AXI top level (``stag_<name>_axi``) through cocotbext-axi (``sim.axi_driver``).
+
+``test_registers``: identification, configuration readback, reset values, SCRATCH with byte
+strobes, SLVERR on unmapped addresses, ignored writes to read-only registers, the
+PAD_ERROR flag, and the done/interrupt cycle (DONE, IRQ_EN, write-1-to-clear) on a one-command run.
+
+``test_programs``: every program of the ``STAG_VECTORS`` file (``sim.axi_cases``; expected beats and
+MAC counts from ``ref.contract.evaluate``), each from a fresh reset with its own random input gaps
+and result backpressure. Every result beat is compared (padding bits included: they must be 0),
+TLAST must end every tile, the counters read over AXI4-Lite must equal ``ref``'s MAC counts, and
+the interrupt must follow IRQ_EN: never raised while disabled, raised after the last result
+while enabled, dropped by the write-1-to-clear. Records (values, cycles of every tile end and
+interrupt edge, counters) go to ``STAG_RECORD_DIR`` for the cross-simulator comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cocotb
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from hw import axi_registers as regs
+from sim.axi_driver import AxiAccelerator, RegisterError, log_speed
+from sim.core_vectors import load_vectors
+from sim.design import current_design
+from sim.env import test_rng, write_record
+
+
+async def _expect_error(acc: AxiAccelerator, offset: int, *, write: bool) -> None:
+    try:
+        if write:
+            await acc.write_reg(offset, 0xFFFF_FFFF)
+        else:
+            await acc.read_reg(offset)
+    except RegisterError:
+        return
+    raise AssertionError(f"{'write' if write else 'read'} of {offset:#05x} did not answer SLVERR")
+
+
+class _IrqWatch:
+    """Cycles of every rising edge of ``irq`` (event-driven: no per-cycle Python)."""
+
+    def __init__(self, acc: AxiAccelerator) -> None:
+        self.acc = acc
+        self.rises: list[int] = []
+        self._task = cocotb.start_soon(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await RisingEdge(self.acc.dut.irq)
+            self.rises.append(self.acc.cycle())
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+@cocotb.test()
+async def test_registers(dut):
+    """Register map, reset values, byte strobes, error responses, padding flag and the interrupt cycle."""
+    config = current_design().config
+    acc = AxiAccelerator(dut, config)
+    readback = await acc.start()           # checks every configuration register against config
+    record: dict[str, object] = {"config": readback}
+
+    assert await acc.read_reg(regs.ID) == 0x5354_4147, "ID must read ASCII 'STAG'"
+    assert await acc.read_reg(regs.VERSION) == 0x0001_0000
+    reset_values = {name: await acc.read_reg(offset) for name, offset in (
+        ("CTRL", regs.CTRL), ("STATUS", regs.STATUS), ("SNAPSHOT", regs.SNAPSHOT), ("SCRATCH", regs.SCRATCH),
+        ("CMD_COUNT", regs.CMD_COUNT), ("TILE_COUNT", regs.TILE_COUNT))}
+    assert reset_values == {"CTRL": 0, "STATUS": regs.STATUS_IDLE, "SNAPSHOT": 0, "SCRATCH": 0,
+                            "CMD_COUNT": 0, "TILE_COUNT": 0}, reset_values
+    counters = await acc.counters()
+    assert counters == {"cycles": 0, "macs_issued": 0, "macs_dense": 0, "input_starved": 0, "output_stalled": 0,
+                        "lane_busy": [0] * config.lanes}, counters
+    assert int(dut.irq.value) == 0
+
+    # SCRATCH keeps all 32 bits and honours byte strobes (cocotbext-axi sets WSTRB for a 1-byte write).
+    await acc.write_reg(regs.SCRATCH, 0xDEAD_BEEF)
+    assert await acc.read_reg(regs.SCRATCH) == 0xDEAD_BEEF
+    await acc.regs.write(regs.SCRATCH + 2, b"\x5a")
+    assert await acc.read_reg(regs.SCRATCH) == 0xDE5A_BEEF
+    assert (await acc.regs.read(regs.SCRATCH + 1, 2)).data == b"\xbe\x5a"   # byte reads of a word
+    # Read-only registers ignore writes (OKAY); unmapped words answer SLVERR.
+    await acc.write_reg(regs.ID, 0)
+    await acc.write_reg(regs.config_offset("lanes"), 0)
+    assert await acc.read_reg(regs.ID) == 0x5354_4147
+    assert await acc.read_reg(regs.config_offset("lanes")) == config.lanes
+    last_counter = regs.counter_offset(len(regs.counter_names(config.lanes)) - 1, high=True)
+    for offset in (0x020, 0x03C, regs.CONFIG_BASE + 4 * len(regs.CONFIG_FIELDS), last_counter + 4, 0xFFC):
+        await _expect_error(acc, offset, write=False)
+        await _expect_error(acc, offset, write=True)
+    assert await acc.read_reg(regs.SCRATCH) == 0xDE5A_BEEF, "an erroring write changed SCRATCH"
+
+    # One raw DRAIN whose padding bits are set: PAD_ERROR rises, the tile still comes out with TLAST,
+    # and the core's going idle afterwards sets DONE (the interrupt stays low: IRQ_EN is 0).
+    widths = regs.stream_widths(config)
+    drain = 1 | (1 << widths.cmd_bits)          # op = DRAIN, acc 0, raw, padding bit set
+    watch = _IrqWatch(acc)
+    run = await acc.run_encoded([drain], [], 1)
+    status = await acc.status()
+    assert status == regs.STATUS_IDLE | regs.STATUS_DONE | regs.STATUS_PAD_ERROR, f"STATUS {status:#x}"
+    assert watch.rises == [] and int(dut.irq.value) == 0, "irq raised while IRQ_EN = 0"
+    assert await acc.read_reg(regs.CMD_COUNT) == 1 and await acc.read_reg(regs.TILE_COUNT) == 1
+    # Enabling the interrupt with DONE set raises irq (a level); W1C of DONE drops it; PAD_ERROR too.
+    await acc.enable_irq()
+    assert await acc.read_reg(regs.CTRL) == regs.CTRL_IRQ_EN
+    assert int(dut.irq.value) == 1 and await acc.status() & regs.STATUS_IRQ
+    await acc.write_reg(regs.STATUS, regs.STATUS_PAD_ERROR)       # clears only PAD_ERROR
+    assert await acc.status() == regs.STATUS_IDLE | regs.STATUS_DONE | regs.STATUS_IRQ
+    await acc.clear_done()
+    assert int(dut.irq.value) == 0
+    await ClockCycles(dut.clk, 20)
+    assert await acc.status() == regs.STATUS_IDLE, "DONE set again without work"
+    watch.stop()
+    record.update(frames=run.frames, tile_end_cycles=run.tile_end_cycles, irq_rises=watch.rises,
+                  counters=run.counters)
+    write_record("registers", record)
+
+
+@cocotb.test()
+async def test_programs(dut):
+    """Every program of the vector file: bit-exact results, TLAST, counters, interrupt."""
+    config = current_design().config
+    cases = load_vectors(os.environ["STAG_VECTORS"])
+    wrap = (1 << config.counter_bits) - 1
+    acc = AxiAccelerator(dut, config)
+    for index, case in enumerate(cases):
+        rng = test_rng(case.name)
+        if index == 0:
+            await acc.start()
+        else:
+            await acc.reset()
+        irq_enabled = index % 2 == 0
+        if irq_enabled:
+            await acc.enable_irq()
+        acc.set_gaps(rng, idle=case.idle, stall=case.stall)
+        watch = _IrqWatch(acc)
+        drains = len(case.expected) // case.drain_beats
+        run = await acc.run_encoded(case.commands, case.data, drains)
+        acc.set_gaps(None)
+        log_speed(run, case.name)
+        if os.environ.get("STAG_SPEED_FILE"):      # sim.axi_speed: wall-clock figures stay out of the records
+            Path(os.environ["STAG_SPEED_FILE"]).write_text(json.dumps(
+                {"cycles": run.cycles, "seconds": run.seconds, "cycles_per_second": run.cycles_per_second}))
+
+        got = [beat for frame in run.frames for beat in frame]
+        for position, (g, want) in enumerate(zip(got, case.expected, strict=True)):
+            if g != want:
+                drain, beat = divmod(position, case.drain_beats)
+                raise AssertionError(f"{case.name}: drain {drain} beat {beat}: RTL {g:#x}, ref {want:#x}")
+        ctr = run.counters
+        issued_want = case.effectual_macs if config.sparse else case.dense_macs
+        assert ctr["macs_issued"] == issued_want & wrap, (
+            f"{case.name}: macs_issued {ctr['macs_issued']}, ref {issued_want}")
+        assert ctr["macs_dense"] == case.dense_macs & wrap, (
+            f"{case.name}: macs_dense {ctr['macs_dense']}, ref {case.dense_macs}")
+        assert sum(ctr["lane_busy"]) & wrap == ctr["macs_issued"], f"{case.name}: lane_busy does not add up"
+        assert await acc.read_reg(regs.CMD_COUNT) == len(case.commands)
+        assert await acc.read_reg(regs.TILE_COUNT) == drains
+
+        status = await acc.status()
+        assert status & regs.STATUS_DONE, f"{case.name}: DONE not set after the run (STATUS {status:#x})"
+        assert not status & regs.STATUS_PAD_ERROR
+        if irq_enabled:
+            assert int(dut.irq.value) == 1 and watch.rises, f"{case.name}: irq low after the run with IRQ_EN = 1"
+            if not case.idle:
+                # Without gaps the command stream keeps the core busy to the end: one rise, after the
+                # last result. (A gap in s_axis_cmd may let the core run dry and set DONE early;
+                # docs/interface.md says so.)
+                assert len(watch.rises) == 1 and watch.rises[0] > run.tile_end_cycles[-1], (
+                    f"{case.name}: irq rose at cycles {watch.rises}, last result at {run.tile_end_cycles[-1]}")
+        else:
+            assert watch.rises == [] and int(dut.irq.value) == 0, f"{case.name}: irq raised with IRQ_EN = 0"
+        await acc.clear_done()
+        assert int(dut.irq.value) == 0 and not await acc.status() & regs.STATUS_DONE
+        watch.stop()
+        write_record(case.name, {"values": got, "tile_end_cycles": run.tile_end_cycles, "counters": ctr,
+                                 "cycles": run.cycles, "irq_rises": watch.rises})
+        cocotb.log.info("%s: %d result beats match ref; %d MACs issued of %d dense", case.name, len(got),
+                        ctr["macs_issued"], ctr["macs_dense"])
