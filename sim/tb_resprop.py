@@ -3,7 +3,8 @@
 Expected S codes, nnz, thresholds and exponents come only from the reference model. Each test
 records what it observed (values and transfer cycles) so the Icarus and Verilator runs can be
 compared exactly. ``STAG_RESPROP_VECTORS`` names a JSON file of passes (``sim.resprop_vectors``)
-with dY codes from a real digits training run; the pytest side writes it.
+with dY codes from a real digits training run; the pytest side writes it (without it that test is
+skipped).
 """
 
 from __future__ import annotations
@@ -74,12 +75,11 @@ async def test_random_passes_under_stalls(dut):
     await run_passes(dut, "random_passes", passes, idle=0.3, stall=0.3)
 
 
-@cocotb.test()
+# Skipped without the vectors (e.g. under `stag sim`/`stag demo`); the pytest cosim test writes them.
+@cocotb.test(skip="STAG_RESPROP_VECTORS" not in os.environ)
 async def test_digits_trace_two_iterations(dut):
     """dY codes of one layer over two consecutive iterations of a real digits training run."""
-    path = os.environ.get("STAG_RESPROP_VECTORS")
-    assert path, "STAG_RESPROP_VECTORS is not set (the cosim test writes the trace passes)"
-    passes = load_passes(path)
+    passes = load_passes(os.environ["STAG_RESPROP_VECTORS"])
     await run_passes(dut, "digits_trace", passes, idle=0.1, stall=0.1)
 
 
