@@ -9,8 +9,11 @@ no absolute source paths in the Verilog), so two runs give byte-identical files.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,13 +86,31 @@ def _render_component(component, module: str) -> tuple[str, str]:
     return text, _json(ports)
 
 
+def _render_modules(config: StagConfig, units: list[str | None]) -> dict[str | None, tuple[str, str]]:
+    """Verilog and port metadata of each of ``units`` (``None``: the top), in this process."""
+    return {unit: _render_component(build_top(config) if unit is None else build_unit(config, unit),
+                                    config.module_name(unit)) for unit in units}
+
+
 def render(config: StagConfig) -> dict[str, str]:
-    """The design's files as ``{file name: text}``, without touching the disk."""
+    """The design's files as ``{file name: text}``, without touching the disk.
+
+    With more than one CPU the units are converted in a second process while this one converts
+    the top (the two take similar time); the output does not depend on it.
+    """
     design = design_files(config, Path("."))
+    units = [unit for unit in design.modules if unit is not None]
+    if units and (os.cpu_count() or 1) > 1:
+        # spawn, not fork: the caller may have threads (pytest-xdist, cocotb), which fork can deadlock.
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pending = pool.submit(_render_modules, config, units)
+            rendered = _render_modules(config, [None])
+            rendered.update(pending.result())
+    else:
+        rendered = _render_modules(config, [None, *units])
     files: dict[str, str] = {}
     for unit in design.modules:
-        component = build_top(config) if unit is None else build_unit(config, unit)
-        text, ports = _render_component(component, config.module_name(unit))
+        text, ports = rendered[unit]
         files[design.verilog_of(unit).name] = text
         files[design.ports_of(unit).name] = ports
     files[design.resolved_config.name] = _json(config.resolved())
