@@ -160,18 +160,6 @@ class BitmapEncoder(wiring.Component):
             "o_stream": Out(stream.Signature(unsigned(bus_bits))),
         })
 
-    @property
-    def operand_bits(self) -> int:
-        return self._geo.operand_bits
-
-    @property
-    def bus_elems(self) -> int:
-        return self._geo.bus_elems
-
-    @property
-    def tile_k(self) -> int:
-        return self._geo.tile_k
-
     def elaborate(self, platform):
         m = Module()
         g = self._geo
@@ -343,18 +331,6 @@ class BitmapDecoder(wiring.Component):
             "i_stream": In(stream.Signature(unsigned(bus_bits))),
             "o_stream": Out(stream.Signature(unsigned(bus_bits))),
         })
-
-    @property
-    def operand_bits(self) -> int:
-        return self._geo.operand_bits
-
-    @property
-    def bus_elems(self) -> int:
-        return self._geo.bus_elems
-
-    @property
-    def tile_k(self) -> int:
-        return self._geo.tile_k
 
     def elaborate(self, platform):
         m = Module()

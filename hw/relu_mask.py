@@ -138,18 +138,6 @@ class ReluMaskEmit(wiring.Component):
             "o_mask": Out(stream.Signature(unsigned(self._geometry.mask_bits))),
         })
 
-    @property
-    def operand_bits(self) -> int:
-        return self._operand_bits
-
-    @property
-    def bus_elems(self) -> int:
-        return self._bus_elems
-
-    @property
-    def vector_elems(self) -> int:
-        return self._vector_elems
-
     def elaborate(self, platform):
         m = Module()
         geo, be = self._geometry, self._bus_elems
@@ -249,18 +237,6 @@ class MaskApply(wiring.Component):
             "i_mask": In(stream.Signature(unsigned(self._geometry.mask_bits))),
             "o_data": Out(stream.Signature(unsigned(bus_bits))),
         })
-
-    @property
-    def operand_bits(self) -> int:
-        return self._operand_bits
-
-    @property
-    def bus_elems(self) -> int:
-        return self._bus_elems
-
-    @property
-    def vector_elems(self) -> int:
-        return self._vector_elems
 
     def elaborate(self, platform):
         m = Module()
