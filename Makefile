@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Cosimulations build their own directories per worker, so they run in parallel safely.
 JOBS   ?= auto
 
-.PHONY: setup system-packages test lint demo bench clean
+.PHONY: setup system-packages test lint demo bench regress clean
 
 setup: system-packages $(STAMP)
 
@@ -40,6 +40,14 @@ lint: setup
 
 demo: setup
 	$(BIN)/stag demo
+
+# The default preset's heavier regression (not part of `make test`): one training iteration of every
+# algorithm replayed on the default design on both simulators, measured against the dense RTL.
+ALGOS := dense relu_mask zero_skip stochastic_prune resprop swat
+regress: setup
+	@for algo in $(ALGOS); do \
+		$(BIN)/stag compare --algo $$algo --train --preset default --sim both --out runs/regress/$$algo || exit 1; \
+	done
 
 # Measured benchmarks (not part of `make test`): results are printed and written to benchmarks/results/.
 bench: setup

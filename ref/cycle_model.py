@@ -86,7 +86,9 @@ __all__ = [
     "WRITEBACK_CYCLES",
     "CommandCycles",
     "CycleEstimate",
+    "ItemPlacement",
     "gemm_load_beats",
+    "gemm_placements",
     "predict_cycles",
 ]
 
@@ -212,6 +214,16 @@ def gemm_load_beats(cmd: TileGemm, *, tile_m: int, tile_n: int, tile_k: int, bus
     return beats
 
 
+@dataclass(frozen=True)
+class ItemPlacement:
+    """Where the model puts one work item (one output of a GEMM): its PE ``lane`` and the cycles
+    of its first and last MAC (``first_k``..``last_k``, cycles counted from the program's start)."""
+
+    lane: int
+    first_k: int
+    last_k: int
+
+
 @dataclass
 class _GemmSchedule:
     dispatch_end: int   # first cycle after the last group left the dispatcher's register
@@ -221,9 +233,11 @@ class _GemmSchedule:
     macs: int
 
 
-def _schedule_gemm(work: list[list[int]], *, lanes: int, start: int) -> _GemmSchedule:
+def _schedule_gemm(work: list[list[int]], *, lanes: int, start: int,
+                   placements: dict[tuple[int, int], ItemPlacement] | None = None) -> _GemmSchedule:
     """List-schedule one GEMM's work items (``work[m][n]`` = cycles of output (m, n), 0 = no item)
-    onto the lanes; the dispatcher's first group is in its register in cycle ``start``."""
+    onto the lanes; the dispatcher's first group is in its register in cycle ``start``. With
+    ``placements``, every item's lane and MAC cycles are recorded there by (m, n)."""
     # Per lane: ends of its items (last-k cycle) and the cycles their results leave, in order.
     ends: list[list[int]] = [[] for _ in range(lanes)]
     leaves: list[list[int]] = [[] for _ in range(lanes)]
@@ -255,7 +269,7 @@ def _schedule_gemm(work: list[list[int]], *, lanes: int, start: int) -> _GemmSch
             leaves[j][idx] = t
         pending_results[:] = keep
 
-    for row in work:
+    for m, row in enumerate(work):
         for g in range(0, width, lanes):
             pending = [(g + i, w) for i, w in enumerate(row[g:g + lanes]) if w]
             while pending:
@@ -270,6 +284,8 @@ def _schedule_gemm(work: list[list[int]], *, lanes: int, start: int) -> _GemmSch
                         s = max(s, leaves[j][idx] + 1)
                     e.append(s + w - 1)
                     leaves[j].append(-1)
+                    if placements is not None:
+                        placements[(m, n)] = ItemPlacement(lane=j, first_k=s, last_k=s + w - 1)
                     pending_results.append((s + w - 1 + LANE_RESULT_LATENCY, j, n % lanes, len(e) - 1))
                     items += 1
                     macs += w
@@ -398,3 +414,18 @@ def predict_cycles(program: Program, *, lanes: int, tile_m: int, tile_n: int, ti
     return CycleEstimate(total=total, commands=tuple(out), categories=categories,
                          lane_imbalance=sum(c.lane_imbalance for c in out),
                          effectual_macs=sum(c.effectual_macs for c in out), load_beats=sum(c.load_beats for c in out))
+
+
+def gemm_placements(program: Program, estimate: CycleEstimate, index: int, *, lanes: int, tile_k: int,
+                    sparse: bool) -> dict[tuple[int, int], ItemPlacement]:
+    """The model's placement of every work item of GEMM ``program.commands[index]``: (m, n) ->
+    lane and MAC cycles. ``estimate`` is :func:`predict_cycles` of ``program`` with the same
+    parameters; it fixes when the GEMM starts. Outputs without an item (masked, no effectual MAC)
+    are absent. Used to say which lane computed a result (``sim.compare`` mismatch reports)."""
+    cmd = program.commands[index]
+    if not isinstance(cmd, TileGemm):
+        raise ValueError(f"gemm_placements: command {index} is a {type(cmd).__name__}, not a TileGemm")
+    placements: dict[tuple[int, int], ItemPlacement] = {}
+    _schedule_gemm(_work_matrix(cmd, tile_k=tile_k, sparse=sparse), lanes=lanes,
+                   start=estimate.commands[index].start + GEMM_FILL, placements=placements)
+    return placements

@@ -77,6 +77,7 @@ class AxiRun:
     cycles: int
     seconds: float
     tiles: list[Any] = field(default_factory=list)
+    tile_start_cycles: list[int] = field(default_factory=list)
 
     @property
     def cycles_per_second(self) -> float:
@@ -219,20 +220,22 @@ class AxiAccelerator:
             self.cmd.send_nowait(AxiStreamFrame(list(commands)))
         if data:
             self.data.send_nowait(AxiStreamFrame(list(data)))
-        frames, ends = [], []
+        frames, starts, ends = [], [], []
         for i in range(drains):
             frame = await self.result.recv()
             if len(frame.tdata) != drain_beats:
                 raise AssertionError(f"result tile {i}: TLAST after {len(frame.tdata)} beats, "
                                      f"expected {drain_beats}")
             frames.append(list(frame.tdata))
+            starts.append(self.cycle(frame.sim_time_start))
             ends.append(self.cycle(frame.sim_time_end))
         await self.cmd.wait()
         await self.data.wait()
         await self.wait_idle()
         cycles, seconds = self.cycle() - start_cycle, time.perf_counter() - started
         counters = await self.counters()
-        return AxiRun(frames=frames, tile_end_cycles=ends, counters=counters, cycles=cycles, seconds=seconds)
+        return AxiRun(frames=frames, tile_end_cycles=ends, counters=counters, cycles=cycles, seconds=seconds,
+                      tile_start_cycles=starts)
 
     async def run_program(self, program: Any) -> AxiRun:
         """Run a ``ref.contract.Program``; ``AxiRun.tiles`` holds the drained ``[tile_m, tile_n]`` tiles."""

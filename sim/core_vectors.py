@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hw.config import StagConfig
-from ref.contract import Program, evaluate
+from ref.contract import Program, ProgramResult, evaluate
 from sim.core_program import encode_program
 
 __all__ = ["VectorCase", "load_vectors", "make_case", "write_vectors"]
@@ -52,10 +52,12 @@ def _pack_tile(tile, config: StagConfig) -> list[int]:
 
 
 def make_case(name: str, program: Program, config: StagConfig, *, idle: float = 0.0,
-              stall: float = 0.0) -> VectorCase:
-    """Encode ``program`` for ``config``'s core and attach ``ref``'s expected results and MAC counts."""
+              stall: float = 0.0, result: ProgramResult | None = None) -> VectorCase:
+    """Encode ``program`` for ``config``'s core and attach ``ref``'s expected results and MAC counts
+    (``result``: ``ref.contract.evaluate(program)`` when the caller has it already)."""
     encoded = encode_program(program, config)
-    result = evaluate(program)
+    if result is None:
+        result = evaluate(program)
     expected = [beat for tile in result.tiles for beat in _pack_tile(tile, config)]
     return VectorCase(
         name=name, commands=list(encoded.commands), data=list(encoded.data), expected=expected,

