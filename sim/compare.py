@@ -209,6 +209,9 @@ class Mismatch:
     ``bank``: the accumulator bank (``col mod lanes``, also the element of the result beat);
     ``lanes``: the PE lane that computed the element in each GEMM that summed into it, as the cycle
     model schedules it, with the cycles of its first and last MAC, aligned to the run's cycles;
+    ``gemms``: every GEMM that summed into the element (command, its start and end cycle as the
+    model schedules them, aligned like ``lanes``, and ``ref``'s partial sum A[row]·B[:, col] of
+    that GEMM, wrapped to the accumulator, None where the output mask is 0);
     ``cycle``: the cycle (since the job's reset) the result beat left the accelerator;
     ``got``/``want``: the element as the RTL drained it and as ``ref`` expects it (signed).
     """
@@ -224,6 +227,7 @@ class Mismatch:
     matrix_col: int | None
     bank: int
     lanes: tuple[tuple[int, int, int, int], ...]   # (gemm command, lane, first MAC cycle, last MAC cycle)
+    gemms: tuple[tuple[int, int, int, int | None], ...]  # (gemm command, start cycle, end cycle, ref's partial sum)
     cycle: int
     got: int
     want: int
@@ -235,7 +239,8 @@ class Mismatch:
         lanes = ", ".join(f"lane {lane} in command {cmd} (MACs in cycles {a}..{b})"
                           for cmd, lane, a, b in self.lanes) or "no lane (no effectual MAC or masked)"
         return (f"{self.layer} {self.pass_}: first mismatch at command {self.command} (DRAIN of tile {self.tile}), "
-                f"tile element ({self.row}, {self.col}) = {where}, bank {self.bank}, computed by {lanes}; "
+                f"tile element ({self.row}, {self.col}) = {where}, bank {self.bank}; the cycle model schedules it on "
+                f"{lanes}; "
                 f"result beat {self.beat} left at cycle {self.cycle}: RTL {self.got}, ref {self.want} "
                 f"({self.mismatching_elements} elements differ in this pass)")
 
@@ -277,7 +282,7 @@ def locate_mismatch(job: CompareJob, record: dict[str, Any], config: StagConfig)
     # The model's cycle numbers count from the first command; align them on the measured first
     # beat of this tile (equal when the model is exact, as the tests check).
     offset = record["tile_first_cycles"][tile] - (job.estimate.commands[command].start + DRAIN_FIRST_BEAT)
-    lanes = []
+    lanes, gemms = [], []
     acc = program.commands[command].acc
     for i in range(command - 1, -1, -1):
         cmd = program.commands[i]
@@ -287,13 +292,18 @@ def locate_mismatch(job: CompareJob, record: dict[str, Any], config: StagConfig)
             program, job.estimate, i, lanes=config.lanes, tile_k=config.tile_k, sparse=config.sparse).get((row, col))
         if placement is not None:
             lanes.append((i, placement.lane, placement.first_k + offset, placement.last_k + offset))
+        timing = job.estimate.commands[i]
+        masked = cmd.out_mask is not None and not bool(cmd.out_mask[row, col])
+        partial = None if masked else _signed(int(cmd.a.to_dense()[row] @ cmd.b.to_dense()[:, col]), config.acc_bits)
+        gemms.append((i, timing.start + offset, timing.end + offset, partial))
         if not cmd.accumulate:
             break
     lanes.reverse()
+    gemms.reverse()
     return Mismatch(
         layer=job.trace_pass.layer, pass_=job.trace_pass.pass_, command=command, tile=tile, beat=beat, row=row,
         col=col, matrix_row=region.row0 + row if inside else None, matrix_col=region.col0 + col if inside else None,
-        bank=bank, lanes=tuple(lanes), cycle=cycle, got=_signed(got_e[bank], config.acc_bits),
+        bank=bank, lanes=tuple(lanes), gemms=tuple(gemms), cycle=cycle, got=_signed(got_e[bank], config.acc_bits),
         want=_signed(want_e[bank], config.acc_bits), mismatching_elements=count)
 
 
@@ -377,13 +387,26 @@ def replay_and_compare(jobs: Sequence[CompareJob], config: StagConfig, design: G
 
 @dataclass(frozen=True)
 class WaveWindow:
-    """What :func:`write_mismatch_wave` wrote: the FST file, its cycle window, and whether the
-    Icarus rerun reproduced the mismatch."""
+    """What :func:`write_mismatch_wave` wrote: the FST file, its cycle window, whether the Icarus
+    rerun reproduced the mismatch, and the results the RTL's lanes produced for the wrong element
+    (``lane_results``: (gemm command, cycle, lane, partial sum) per result of that element in the
+    GEMMs that summed into it, as observed on the lanes' ``o_result`` streams)."""
 
     path: Path
     first: int
     last: int
     reproduced: bool
+    lane_results: tuple[tuple[int, int, int, int], ...] = ()
+
+    def describe(self, mismatch: Mismatch) -> str:
+        """The RTL's lane results next to ``ref``'s partial sums, one line per GEMM."""
+        lines = []
+        for gemm, _, _, partial in mismatch.gemms:
+            seen = [f"lane {lane} sent {value} at cycle {cycle}" for g, cycle, lane, value in self.lane_results
+                    if g == gemm]
+            want = "masked, no result" if partial is None else f"ref's partial sum {partial}"
+            lines.append(f"command {gemm} (GEMM): {'; '.join(seen) or 'no lane result'} ({want})")
+        return "\n".join(lines)
 
 
 def write_mismatch_wave(design: GeneratedDesign, job: CompareJob, mismatch: Mismatch, work_dir: Path,
@@ -397,7 +420,7 @@ def write_mismatch_wave(design: GeneratedDesign, job: CompareJob, mismatch: Mism
     last = mismatch.cycle + margin
     start = min([a for _, _, a, _ in mismatch.lanes] + [mismatch.cycle])
     first = max(0, start - margin, last - max_cycles + 1)
-    source = wave_window_source(design.config.module_name(UNIT), work_dir / "wave_src")
+    source = wave_window_source(design.config.module_name(UNIT), work_dir / "wave_src", lanes=design.config.lanes)
     runner = build(design, "icarus", work_dir / "wave_build", unit=UNIT, extra_sources=[source],
                    extra_roots=[WAVE_MODULE])
     test_dir = work_dir / "wave_run"
@@ -406,17 +429,41 @@ def write_mismatch_wave(design: GeneratedDesign, job: CompareJob, mismatch: Mism
     fst = Path(fst)
     fst.parent.mkdir(parents=True, exist_ok=True)
     fst.unlink(missing_ok=True)
+    lane_log = test_dir / "lane_results.txt"
+    lane_log.unlink(missing_ok=True)
     # The testbench resets once in start() and once before the job: count from the second reset.
     run = run_cocotb(runner, design, test_module=TESTBENCH, seed=1, unit=UNIT, test_dir=test_dir,
                      extra_env={"STAG_VECTORS": str(vectors.resolve())},
-                     plusargs=wave_plusargs(fst, reset=2, first=first, last=last),
+                     plusargs=wave_plusargs(fst, reset=2, first=first, last=last, lane_log=lane_log),
                      # waves at test time only makes the runner pass -fst to vvp (not -none); the
                      # build has no whole-run dump module, so only the window is dumped.
                      waves=True)
     record = json.loads((run.record_dir / f"{job.name}.json").read_text(encoding="utf-8"))
     if not fst.exists():
         raise CosimFailure(f"Icarus wrote no waveform to {fst} (see {test_dir / 'sim.log'})")
-    return WaveWindow(path=fst, first=first, last=last, reproduced=record["values"] != job.case.expected)
+    return WaveWindow(path=fst, first=first, last=last, reproduced=record["values"] != job.case.expected,
+                      lane_results=_element_lane_results(lane_log, mismatch, design.config))
+
+
+def _element_lane_results(lane_log: Path, mismatch: Mismatch,
+                          config: StagConfig) -> tuple[tuple[int, int, int, int], ...]:
+    """The lane results of ``mismatch``'s element in the GEMMs that summed into it, from the lane
+    log of the rerun: (gemm command, cycle, lane, value). A result belongs to the GEMM whose
+    (aligned, modelled) run it falls in; GEMMs run one after another, with the pipeline drained
+    between them, so the few cycles the model may be off do not move a result across GEMMs."""
+    from hw.sparse_lane import lane_result_layout
+
+    layout = lane_result_layout(config.tile_m, config.tile_n, config.acc_bits)
+    found = []
+    for line in lane_log.read_text(encoding="utf-8").splitlines():
+        cycle, lane, payload = (int(field) for field in line.split())
+        view = layout.from_bits(payload)
+        if (int(view.m), int(view.n)) != (mismatch.row, mismatch.col):
+            continue
+        for gemm, start, end, _ in mismatch.gemms:
+            if start <= cycle < end:
+                found.append((gemm, cycle, lane, _signed(int(view.value), config.acc_bits)))
+    return tuple(found)
 
 
 def generate_pair(config: StagConfig, rtl_dir: Path, *, dense_rtl: bool) -> tuple[GeneratedDesign,

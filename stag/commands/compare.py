@@ -192,6 +192,9 @@ def run(args: argparse.Namespace) -> int:
             wave = write_mismatch_wave(design, job, first, work / "wave", fst)
             print(f"   waveform of cycles {wave.first}..{wave.last} (Icarus rerun, mismatch "
                   f"{'reproduced' if wave.reproduced else 'NOT reproduced'}): {wave.path}")
+            print("   what the RTL's lanes computed for that element:")
+            for line in wave.describe(first).splitlines():
+                print(f"     {line}")
         print(f"   wrote {args.out / 'compare.json'} in {time.perf_counter() - started:.1f} s")
         return 1 if mismatches or bad_counters else 0
     finally:

@@ -133,6 +133,15 @@ def test_mismatch_is_located_and_its_window_dumped(tmp_path, built_designs):
     assert wave.first == min(first for _, _, first, _ in mismatch.lanes) - 8
     start, end = _fst_time_span_ps(wave.path)
     assert end - start == (wave.last + 1 - wave.first) * 10_000, (start, end, wave)   # 10 ns cycles, in ps
+    # The lanes' own results for the element, seen on their o_result streams in the rerun: one per
+    # GEMM that has an item for it, each equal to ref's partial sum of that GEMM (the RTL is right;
+    # only the expectation was changed).
+    print(wave.describe(mismatch))
+    with_items = {gemm for gemm, _, _, _ in mismatch.lanes}
+    assert sorted(g for g, _, _, _ in wave.lane_results) == sorted(with_items)
+    partials = {gemm: partial for gemm, _, _, partial in mismatch.gemms}
+    for gemm, cycle, lane, value in wave.lane_results:
+        assert value == partials[gemm] and 0 <= lane < config.lanes and cycle < mismatch.cycle
 
 
 def test_cli_compare_both_simulators(tmp_path, capsys):
@@ -184,3 +193,31 @@ def test_cli_demo_replays_training_layers(tmp_path, capsys):
     assert summary["algo"] == "relu_mask" and summary["match"] and summary["passes"] == len(rows) == 11
     assert summary["sparse_cycles"] == sum(r["sparse_cycles"] for r in rows)
     assert all(r["dense_cycles_source"] == "rtl" for r in rows)
+
+
+def test_cli_compare_reports_a_mismatch(tmp_path, capsys, monkeypatch):
+    """The command's mismatch path: one expected element of the first pass is changed on the ref
+    side; the command must exit 1, name the element, write the FST and show the lanes' results."""
+    import sim.compare
+
+    real_make_jobs = sim.compare.make_jobs
+
+    def make_jobs_with_a_wrong_expectation(passes, config):
+        jobs = real_make_jobs(passes, config)
+        expected = list(jobs[0].case.expected)
+        expected[0] ^= 1                       # tile 0, row 0, column 0: bank 0's lowest bit
+        jobs[0] = dataclasses.replace(jobs[0], case=dataclasses.replace(jobs[0].case, expected=expected))
+        return jobs
+
+    monkeypatch.setattr(sim.compare, "make_jobs", make_jobs_with_a_wrong_expectation)
+    out = tmp_path / "out"
+    argv = ["compare", "--algo", "zero_skip", "--train", "--batch", "1", "--preset", "tiny", "--layers", "conv2",
+            "--passes", "fwd", "--max-tiles", "1", "--dense-cycles", "model", "--rtl", str(tmp_path / "rtl"),
+            "--work", str(tmp_path / "work"), "--out", str(out)]
+    assert main(argv) == 1
+    text = capsys.readouterr().out
+    assert "MISMATCH conv2 fwd: first mismatch at command" in text and "(DRAIN of tile 0), tile element (0, 0)" in text
+    assert "what the RTL's lanes computed for that element:" in text
+    assert (out / "mismatch_conv2_fwd.fst").stat().st_size > 0
+    (row,) = json.loads((out / "compare.json").read_text())
+    assert row["match"] is False and row["mismatching_elements"] == 1 and row["dense_cycles_source"] == "model"
