@@ -4,7 +4,9 @@ The dispatcher hands the lane *work items*: one output ``(m, n)`` with its A row
 bitmaps; the lane forms the bitmap of the effectual reduction indices ``k`` (their AND, or all ones
 in the dense core) as the item enters its queue. The lane
 issues one ``k`` per cycle, lowest first, so it spends exactly ``popcount(work)`` cycles on the
-output and none on zeros; a new item starts in the cycle after the previous one's last ``k``.
+output and none on zeros; a new item starts in the cycle after the previous one's last ``k``. An
+accepted item spends one cycle in an input register before it enters the queue (a timing stage
+after the dispatcher's compaction).
 
 Pipeline per issued ``k`` (one new ``k`` per cycle, never stalls):
 
@@ -95,14 +97,17 @@ class SparseLane(wiring.Component):
     sparse : bool
         False: the dense core (ranks are ``k``; no popcount logic).
     queue_depth, result_depth : int
-        Work items the lane can hold, and results in flight (from the first ``k`` until the result
-        leaves). The default 11 covers the round trip of a one-``k`` item (its first ``k`` to its
-        slot being free again), so even outputs with a single effectual MAC start one per cycle.
+        Work items the lane can hold (the input register included), and results in flight (from
+        the first ``k`` until the result leaves). The default 11 covers the round trip of a
+        one-``k`` item (its first ``k`` to its slot being free again), so even outputs with a
+        single effectual MAC start one per cycle.
 
     Members
     -------
     i_work : In(stream of :func:`work_item_layout`)
-        ``ready`` is registered (queue has room), so a producer may decide ``valid`` from it.
+        ``ready`` is registered (queue has room), so a producer may decide ``valid`` from it. An
+        accepted item waits one cycle in the input register before it enters the queue, so an
+        item accepted on edge *t* issues its first ``k`` on edge *t + 2* at the earliest.
     a_bitmap, b_bitmap : In(1)
         The current command's operand formats (held for the whole command).
     a_base, b_base : In(range(operand_words))
@@ -121,7 +126,7 @@ class SparseLane(wiring.Component):
     """
 
     def __init__(self, *, operand_bits: int, acc_bits: int, tile_m: int, tile_n: int, tile_k: int,
-                 bus_elems: int, operand_words: int, sparse: bool, queue_depth: int = 2,
+                 bus_elems: int, operand_words: int, sparse: bool, queue_depth: int = 3,
                  result_depth: int = 11) -> None:
         self._p = dict(operand_bits=operand_bits, acc_bits=acc_bits, tile_m=tile_m, tile_n=tile_n,
                        tile_k=tile_k, bus_elems=bus_elems, operand_words=operand_words, sparse=sparse,
@@ -159,7 +164,17 @@ class SparseLane(wiring.Component):
         tail_slot = Signal(range(depth))
         started = Signal()              # the head item has issued its first k
         count = Signal(range(depth + 1))
-        m.d.comb += self.i_work.ready.eq(count < depth)
+
+        # ---- input register ------------------------------------------------------------------
+        # The dispatcher's compaction (which pending item goes to which lane) ends here, at a
+        # register, instead of at the enables of the queue entries: that path was the core's
+        # critical path. The register counts as queue occupancy, so `ready` stays registered.
+        in_valid = Signal()
+        in_item = Signal.like(self.i_work.payload, name="in_item")
+        m.d.comb += self.i_work.ready.eq(count + in_valid < depth)
+        with m.If(self.i_work.valid & self.i_work.ready):
+            m.d.sync += in_item.eq(self.i_work.payload)
+        m.d.sync += in_valid.eq(self.i_work.valid & self.i_work.ready)
 
         def next_slot(slot):
             return Mux(slot == depth - 1, 0, slot + 1)
@@ -173,7 +188,7 @@ class SparseLane(wiring.Component):
             for i in range(depth):
                 with m.Case(i):
                     m.d.comb += head.eq(entries[i])
-        incoming = self.i_work.payload
+        incoming = in_item
         incoming_work = Signal(k_bits)
         m.d.comb += incoming_work.eq(incoming.abits & incoming.bbits if p["sparse"] else (1 << k_bits) - 1)
         # One subtraction gives the lowest set bit, the bits below it and the bits above it.
@@ -202,7 +217,7 @@ class SparseLane(wiring.Component):
         last = Signal()
         m.d.comb += last.eq(rest == 0)
         pop = issue & last
-        push = self.i_work.valid & self.i_work.ready
+        push = in_valid        # the ring has room: `ready` counted the register in
         m.d.comb += [
             self.issued.eq(issue),
             tags.w_en.eq(issue & ~started),
@@ -374,5 +389,5 @@ class SparseLane(wiring.Component):
             ]
         leaving = self.o_result.valid & self.o_result.ready
         m.d.sync += in_flight.eq(in_flight + (issue & ~started) - leaving)
-        m.d.comb += self.idle.eq((count == 0) & (in_flight == 0))
+        m.d.comb += self.idle.eq((count == 0) & ~in_valid & (in_flight == 0))
         return m

@@ -28,9 +28,10 @@ finished and its descriptor is readable. A GEMM is a list schedule of its work i
   than ``LANE_QUEUE_DEPTH`` of its items are unfinished (registered: an item finishing in cycle c
   makes room in c+1); items left over wait in the group register for the next cycle;
 - a lane runs its items in order, one ``k`` per cycle: an item pushed in cycle ``p`` starts no
-  earlier than ``p+1`` and right after the lane's previous item, and costs ``popcount(A row AND B
-  column)`` cycles (sparse core; outputs that are masked or have no effectual ``k`` are no item)
-  or ``tile_k`` cycles (dense core: every output, masked or not);
+  earlier than ``p+LANE_START_DELAY`` (its input register) and right after the lane's previous
+  item, and costs ``popcount(A row AND B column)`` cycles (sparse core; outputs that are masked
+  or have no effectual ``k`` are no item) or ``tile_k`` cycles (dense core: every output, masked
+  or not);
 - an item starts only with a free result slot: at most ``LANE_RESULT_SLOTS`` items per lane from
   first ``k`` until their result has been written to its bank (``LANE_RESULT_LATENCY`` cycles
   after the last ``k``); each accumulator bank (``n mod lanes``) takes one result per cycle, the
@@ -82,6 +83,7 @@ __all__ = [
     "LANE_QUEUE_DEPTH",
     "LANE_RESULT_LATENCY",
     "LANE_RESULT_SLOTS",
+    "LANE_START_DELAY",
     "LOADER_DESC_LATENCY",
     "WRITEBACK_CYCLES",
     "CommandCycles",
@@ -99,8 +101,11 @@ LOADER_DESC_LATENCY = 2
 DESCRIPTOR_QUEUE = 4
 #: Compute: a GEMM started in cycle T has its first group in the dispatcher's register in T + this.
 GEMM_FILL = 3
-#: Lane: work items a lane holds (queued or running); ``ready`` is registered.
-LANE_QUEUE_DEPTH = 2
+#: Lane: work items a lane holds (in its input register, queued or running); ``ready`` is registered.
+LANE_QUEUE_DEPTH = 3
+#: Lane: an item handed to a lane in cycle p can issue its first ``k`` in cycle p + this at the
+#: earliest (one cycle in the lane's input register, one to enter its queue).
+LANE_START_DELAY = 2
 #: Lane: items between their first ``k`` and their result leaving the lane (result slots).
 LANE_RESULT_SLOTS = 11
 #: Lane: cycles from an item's last ``k`` to its result being offered to the bank (I1, IC, I2, I3,
@@ -276,7 +281,7 @@ def _schedule_gemm(work: list[list[int]], *, lanes: int, start: int,
                 free = [j for j in range(lanes) if room(j, c)]
                 for j, (n, w) in zip(free, pending, strict=False):
                     e = ends[j]
-                    s = max(c + 1, e[-1] + 1 if e else c + 1)
+                    s = max(c + LANE_START_DELAY, e[-1] + 1 if e else c + LANE_START_DELAY)
                     if len(e) >= LANE_RESULT_SLOTS:
                         idx = len(e) - LANE_RESULT_SLOTS
                         if leaves[j][idx] < 0:

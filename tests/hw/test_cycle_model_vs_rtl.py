@@ -113,9 +113,11 @@ def _hand_programs(cfg: StagConfig) -> dict[str, Program]:
         "alternating": [gemms[0], Drain(0), gemms[1], Drain(0), gemms[2], Drain(0)],
         # One-k items: each holds a result slot for ten cycles (the lane has LANE_RESULT_SLOTS of them).
         "one-k items": [TileGemm(0, Operand.bitmap(diag), ones_b), Drain(0)],
-        # Lane compaction: two lone items both go to lane 0; a third fills its queue and moves one to lane 1.
+        # Lane compaction: lone items all go to lane 0 while its queue (3 items, input register
+        # included) has room; a fourth moves one to lane 1.
         "two lone items": [TileGemm(0, ones_a, ones_b, out_mask=mask((1, 2), (2, 1))), Drain(0)],
         "three items": [TileGemm(0, ones_a, ones_b, out_mask=mask((0, 1), (1, 2), (2, 1))), Drain(0)],
+        "four items": [TileGemm(0, ones_a, ones_b, out_mask=mask((0, 1), (1, 2), (2, 1), (3, 2))), Drain(0)],
     }
     return {name: Program(tuple(c), cfg.acc_bits, tm, tn, tk) for name, c in cmds.items()}
 

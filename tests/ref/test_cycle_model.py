@@ -71,7 +71,8 @@ def test_effectual_macs_match_the_evaluator(mode):
 
 def test_dense_core_single_gemm_closed_form():
     """Dense core, one GEMM and one drain: load, fill, tile_m*tile_n*tile_k/lanes MAC cycles (plus the
-    cycle that hands out the first group), result latency and write-back, then the drain's beats."""
+    cycles from handing out the first group to its first MAC), result latency and write-back, then
+    the drain's beats."""
     for p in (TINY, DEFAULT):
         tm, tn, tk, lanes = p["tile_m"], p["tile_n"], p["tile_k"], p["lanes"]
         ones = Operand.dense(torch.ones(tm, tk, dtype=torch.int64))
@@ -79,14 +80,15 @@ def test_dense_core_single_gemm_closed_form():
                           DEFAULT_ACC_BITS, tm, tn, tk)
         est = _predict(program, p, False)
         beats = (tm + tn) * tk // p["bus_elems"]
-        compute = tm * tn * tk // lanes + 1
+        compute = tm * tn * tk // lanes + cm.LANE_START_DELAY
         # compute ends after the last k; its result leaves LANE_RESULT_LATENCY - 1 cycles later, the
         # write-back takes WRITEBACK_CYCLES, the drain starts in the cycle after that.
         want = (beats + cm.LOADER_DESC_LATENCY + cm.GEMM_FILL + compute + cm.LANE_RESULT_LATENCY - 1
                 + cm.WRITEBACK_CYCLES + 1 + cm.DRAIN_FIRST_BEAT + tm * tn // lanes)
         assert est.total == want
         gemm = est.commands[0]
-        assert (gemm.load_beats, gemm.wait, gemm.compute, gemm.lane_imbalance) == (beats, beats + 2, compute, 1.0)
+        assert (gemm.load_beats, gemm.wait, gemm.compute, gemm.lane_imbalance) == (
+            beats, beats + 2, compute, float(cm.LANE_START_DELAY))
 
 
 def test_dense_core_ignores_sparsity():
@@ -160,12 +162,15 @@ def test_sparse_core_cycles_grow_with_density(which):
 
 
 def test_more_items_can_finish_sooner():
-    """Outputs (1, 2) and (2, 1) only: each is the one item of its group, so both go to lane 0 and run back
-    to back. Adding output (0, 1) fills lane 0's queue, and (2, 1) moves to the idle lane 1."""
+    """One output in each of rows 1..LANE_QUEUE_DEPTH: each is the one item of its group, so all go to
+    lane 0 and run back to back. Adding output (0, 1) fills lane 0's queue, and the last item moves to
+    the idle lane 1."""
     ones_a = Operand.dense(torch.ones(4, 8, dtype=torch.int64))
     ones_b = Operand.dense(torch.ones(8, 4, dtype=torch.int64))
+    assert cm.LANE_QUEUE_DEPTH < 4, "the tiny tile has 4 rows"
+    base = tuple((row, 1 + row % 2) for row in range(1, cm.LANE_QUEUE_DEPTH + 1))
     totals = []
-    for outputs in (((1, 2), (2, 1)), ((0, 1), (1, 2), (2, 1))):
+    for outputs in (base, ((0, 1), *base)):
         mask = torch.zeros(4, 4, dtype=torch.bool)
         for m, n in outputs:
             mask[m, n] = True
@@ -191,8 +196,8 @@ def test_result_slots_limit_short_items():
     starts: list[int] = []
     for i in range(per_lane):
         starts.append(max(i, starts[i - slots] + window) if i >= slots else i)
-    # Counted from the first dispatch: the push cycle, then the last item's single k.
-    assert gemm.compute == starts[-1] + 2
+    # Counted from the first dispatch: the cycles to the first k, then the last item's single k.
+    assert gemm.compute == starts[-1] + cm.LANE_START_DELAY + 1
 
 
 def test_result_slots_limit_more_short_items_than_slots():
