@@ -172,9 +172,9 @@ class SparseLane(wiring.Component):
         in_valid = Signal()
         in_item = Signal.like(self.i_work.payload, name="in_item")
         m.d.comb += self.i_work.ready.eq(count + in_valid < depth)
-        with m.If(self.i_work.valid & self.i_work.ready):
-            m.d.sync += in_item.eq(self.i_work.payload)
-        m.d.sync += in_valid.eq(self.i_work.valid & self.i_work.ready)
+        # Loaded every cycle, without an enable: only `in_valid` depends on the handshake, so the
+        # compaction's select does not fan out to the enables of the whole item register.
+        m.d.sync += [in_item.eq(self.i_work.payload), in_valid.eq(self.i_work.valid & self.i_work.ready)]
 
         def next_slot(slot):
             return Mux(slot == depth - 1, 0, slot + 1)
