@@ -54,6 +54,7 @@ __all__ = [
     "model_params",
     "replay",
     "replay_and_compare",
+    "total_row",
     "write_mismatch_wave",
 ]
 
@@ -381,6 +382,20 @@ def replay_and_compare(jobs: Sequence[CompareJob], config: StagConfig, design: G
         dense_records = replay(dense, sims[-1], [job.dense_case for job in jobs], work_dir, progress=progress,
                                runners=runners)
     return compare_rows(jobs, records[sims[-1]], config, dense_records=dense_records)
+
+
+def total_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The :func:`compare_rows` rows of a whole iteration added up: MACs and cycles summed, the
+    speedups and the model error recomputed from the sums, ``match`` only if every pass matched
+    (values and counters)."""
+    dense, sparse, model = (sum(r[k] for r in rows) for k in ("dense_cycles", "sparse_cycles", "model_cycles"))
+    dense_macs, effectual = sum(r["dense_macs"] for r in rows), sum(r["effectual_macs"] for r in rows)
+    speedup, ideal = _ratio(dense, sparse), _ratio(dense_macs, effectual)
+    return {"passes": len(rows), "match": all(r["match"] and r["counters_match"] for r in rows),
+            "dense_macs": dense_macs, "effectual_macs": effectual, "dense_cycles": dense, "sparse_cycles": sparse,
+            "speedup": speedup, "ideal_speedup": ideal,
+            "fraction_of_ideal": speedup / ideal if speedup is not None and ideal else None,
+            "model_cycles": model, "model_error": abs(model - sparse) / sparse if sparse else None}
 
 
 # ---- the waveform of a mismatch ------------------------------------------------------------------

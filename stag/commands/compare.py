@@ -112,17 +112,14 @@ def format_table(rows: list[dict]) -> str:
                      f"{r['effectual_macs']:>10} {r['dense_cycles']:>10} {r['sparse_cycles']:>10} "
                      f"{r['model_cycles']:>10} {_fmt(r['speedup'], '8.2f')} {_fmt(r['ideal_speedup'], '7.2f')} "
                      f"{_fmt(r['fraction_of_ideal'], '6.2f')}")
-    dense = sum(r["dense_cycles"] for r in rows)
-    sparse = sum(r["sparse_cycles"] for r in rows)
-    dmacs = sum(r["dense_macs"] for r in rows)
-    emacs = sum(r["effectual_macs"] for r in rows)
-    speed = dense / sparse if sparse else None
-    ideal = dmacs / emacs if emacs else None
-    frac = speed / ideal if speed and ideal else None
+    from sim.compare import total_row
+
+    t = total_row(rows)
     lines.append("-" * len(head))
-    lines.append(f"{'total':<8} {'':<4} {'yes' if all(r['match'] for r in rows) else 'NO':<5} {dmacs:>11} "
-                 f"{emacs:>10} {dense:>10} {sparse:>10} {sum(r['model_cycles'] for r in rows):>10} "
-                 f"{_fmt(speed, '8.2f')} {_fmt(ideal, '7.2f')} {_fmt(frac, '6.2f')}")
+    lines.append(f"{'total':<8} {'':<4} {'yes' if t['match'] else 'NO':<5} {t['dense_macs']:>11} "
+                 f"{t['effectual_macs']:>10} {t['dense_cycles']:>10} {t['sparse_cycles']:>10} "
+                 f"{t['model_cycles']:>10} {_fmt(t['speedup'], '8.2f')} {_fmt(t['ideal_speedup'], '7.2f')} "
+                 f"{_fmt(t['fraction_of_ideal'], '6.2f')}")
     return "\n".join(lines)
 
 

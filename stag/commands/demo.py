@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from hw.generate import generate
 from ref.policies.registry import ALGOS
 from sim.lint import lint
 from sim.runner import SIMULATORS, CosimFailure
@@ -61,20 +60,6 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _summary_row(algo: str, rows: list[dict]) -> dict:
-    dense = sum(r["dense_cycles"] for r in rows)
-    sparse = sum(r["sparse_cycles"] for r in rows)
-    model = sum(r["model_cycles"] for r in rows)
-    dmacs = sum(r["dense_macs"] for r in rows)
-    emacs = sum(r["effectual_macs"] for r in rows)
-    speedup = dense / sparse
-    ideal = dmacs / emacs if emacs else None
-    return {"algo": algo, "passes": len(rows), "match": all(r["match"] and r["counters_match"] for r in rows),
-            "dense_macs": dmacs, "effectual_macs": emacs, "dense_cycles": dense, "sparse_cycles": sparse,
-            "speedup": speedup, "ideal_speedup": ideal, "fraction_of_ideal": speedup / ideal if ideal else None,
-            "model_cycles": model, "model_error": abs(model - sparse) / sparse}
-
-
 def _print_summary(summary: list[dict]) -> None:
     head = (f"   {'algorithm':<17} {'passes':>6} {'match':<5} {'MACs eff/dense':>15} {'dense cyc':>10} "
             f"{'sparse cyc':>10} {'speedup':>8} {'ideal':>6} {'frac':>5} {'model err':>9}")
@@ -89,7 +74,7 @@ def _print_summary(summary: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     from ref.contract.trace_programs import make_digits_trace, trace_programs
     from ref.traces import load_trace
-    from sim.compare import dense_config, make_jobs, replay_and_compare
+    from sim.compare import generate_pair, make_jobs, replay_and_compare, total_row
     from stag.commands.compare import format_table
 
     if args.batch < 1:
@@ -98,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     steps = 5 if args.regression else 4
     print(f"== 1/{steps} generate: {config.name} and its dense baseline")
-    design = generate(config, args.out)
-    dense = generate(dense_config(config), args.out) if config.sparse else None
+    design, dense = generate_pair(config, args.out, dense_rtl=True)
     lines = design.verilog.read_text(encoding="utf-8").count("\n")
     print(f"   {design.verilog} ({lines} lines), its units and the AXI top in {design.directory}")
     print(f"== 2/{steps} lint: verilator --lint-only -Wall")
@@ -148,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_table(rows))
             for mismatch in mismatches:
                 print(f"MISMATCH {mismatch.describe()}")
-            summary.append(_summary_row(algo, rows))
+            summary.append({"algo": algo, **total_row(rows)})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     (args.results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
