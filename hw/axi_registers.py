@@ -61,8 +61,8 @@ TILE_COUNT = 0x01C  #: RO, result tiles completed on m_axis_result (TLAST beats 
 
 #: ASCII "STAG".
 ID_VALUE = 0x5354_4147
-#: Interface version 1.0.
-VERSION_VALUE = 0x0001_0000
+#: Interface version 1.1 (1.1: ReLU mask bits above the values in each result beat).
+VERSION_VALUE = 0x0001_0001
 
 CTRL_IRQ_EN = 1 << 0
 STATUS_IDLE = 1 << 0
@@ -98,7 +98,7 @@ class StreamWidths:
     def __init__(self, config: StagConfig) -> None:
         self.cmd_bits = core_command_layout(config.acc_index_bits).size
         self.data_bits = config.bus_bits
-        self.result_bits = config.lanes * config.acc_bits
+        self.result_bits = config.result_bits
         self.cmd_tdata_bits = _bytes(self.cmd_bits)
         self.data_tdata_bits = _bytes(self.data_bits)
         self.result_tdata_bits = _bytes(self.result_bits)

@@ -192,6 +192,12 @@ class StagConfig:
         return self.bus_elems * self.operand_bits
 
     @property
+    def result_bits(self) -> int:
+        """Width of one beat of the core's result stream: ``lanes`` values of ``acc_bits`` bits and
+        their ``lanes`` ReLU mask bits above them (``hw.core.SparseCore.o_data``)."""
+        return self.lanes * (self.acc_bits + 1)
+
+    @property
     def acc_index_bits(self) -> int:
         """Bits of an accumulator index in a command (at least 1)."""
         return max(1, (self.accumulators - 1).bit_length())

@@ -65,7 +65,7 @@ def core_signature(config: StagConfig) -> wiring.Signature:
     return wiring.Signature({
         "i_cmd": In(stream.Signature(core_command_layout(config.acc_index_bits))),
         "i_data": In(stream.Signature(config.bus_bits)),
-        "o_data": Out(stream.Signature(config.lanes * config.acc_bits)),
+        "o_data": Out(stream.Signature(config.result_bits)),
         "counters": Out(counters_layout(config.counter_bits, config.lanes)),
         "idle": Out(1),
     })
@@ -79,9 +79,13 @@ class SparseCore(wiring.Component):
     i_cmd : In(stream of ``core_command_layout(config.acc_index_bits)``)
     i_data : In(stream of ``config.bus_bits`` bits)
         GEMM operands and masks, in command order (docs/core.md).
-    o_data : Out(stream of ``lanes * acc_bits`` bits)
+    o_data : Out(stream of ``config.result_bits = lanes * (acc_bits + 1)`` bits)
         DRAIN results: ``tile_m * tile_n / lanes`` beats per drain, row-major; element ``i`` of a
-        beat is column ``group * lanes + i``, a sign-extended ``acc_bits`` value.
+        beat is column ``group * lanes + i``, a sign-extended ``acc_bits`` value at bits
+        ``[i*acc_bits, (i+1)*acc_bits)``. Above the values, bit ``lanes*acc_bits + i`` is the
+        element's ReLU mask bit, ``value > 0`` (Sarma et al.; ``ref.contract.drain_mask``): the
+        mask fields of one row's beats, concatenated, are that row's output-mask word in the form
+        a masked GEMM takes it on ``i_data``.
     counters : Out(:func:`counters_layout`)
     idle : Out(1)
         No command queued, loading or running, and no result waiting.
@@ -245,9 +249,11 @@ class SparseCore(wiring.Component):
             ]
             requantized.append(rq.o_value)
         with m.If((state == DRAIN) & advance):
+            # The ReLU mask rides on the result beat: one sign/zero test per element after the
+            # requantizer's last register, into the same output register (no added latency).
             m.d.sync += [
                 self.o_data.valid.eq(quant_valid),
-                self.o_data.payload.eq(Cat(requantized)),
+                self.o_data.payload.eq(Cat(*requantized, *(value > 0 for value in requantized))),
                 quant_valid.eq(round_valid),
                 round_valid.eq(held_valid),
                 held_valid.eq(read_valid),

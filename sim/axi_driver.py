@@ -77,6 +77,7 @@ class AxiRun:
     cycles: int
     seconds: float
     tiles: list[Any] = field(default_factory=list)
+    masks: list[Any] = field(default_factory=list)
     tile_start_cycles: list[int] = field(default_factory=list)
 
     @property
@@ -100,7 +101,7 @@ def expected_config(config: StagConfig, dut: Any) -> dict[str, int]:
         "counter_bits": config.counter_bits, "acc_index_bits": config.acc_index_bits,
         "cmd_bits": cmd_bits, "cmd_tdata_bits": len(dut.s_axis_cmd_tdata),
         "data_bits": config.bus_elems * config.operand_bits, "data_tdata_bits": len(dut.s_axis_data_tdata),
-        "result_bits": config.lanes * config.acc_bits, "result_tdata_bits": len(dut.m_axis_result_tdata),
+        "result_bits": config.lanes * (config.acc_bits + 1), "result_tdata_bits": len(dut.m_axis_result_tdata),
         "drain_beats": config.tile_m * config.tile_n // config.lanes, "counters": 5 + config.lanes,
     }
 
@@ -238,13 +239,16 @@ class AxiAccelerator:
                       tile_start_cycles=starts)
 
     async def run_program(self, program: Any) -> AxiRun:
-        """Run a ``ref.contract.Program``; ``AxiRun.tiles`` holds the drained ``[tile_m, tile_n]`` tiles."""
-        from sim.core_program import decode_drain, encode_program  # imports torch: only when asked for
+        """Run a ``ref.contract.Program``; ``AxiRun.tiles`` holds the drained ``[tile_m, tile_n]`` tiles and
+        ``AxiRun.masks`` their ReLU mask bits."""
+        # sim.core_program imports torch: only when asked for.
+        from sim.core_program import decode_drain, decode_drain_mask, encode_program
 
         encoded = encode_program(program, self.config)
         run = await self.run_encoded(encoded.commands, encoded.data, encoded.drains)
-        mask = (1 << self.config.lanes * self.config.acc_bits) - 1  # drop tdata's padding bits
+        mask = (1 << self.config.result_bits) - 1  # drop tdata's padding bits
         run.tiles = [decode_drain([beat & mask for beat in frame], self.config) for frame in run.frames]
+        run.masks = [decode_drain_mask([beat & mask for beat in frame], self.config) for frame in run.frames]
         return run
 
     # ---- interrupt ---------------------------------------------------------------------------------

@@ -242,7 +242,8 @@ class Mismatch:
         return (f"{self.layer} {self.pass_}: first mismatch at command {self.command} (DRAIN of tile {self.tile}), "
                 f"tile element ({self.row}, {self.col}) = {where}, bank {self.bank}; the cycle model schedules it on "
                 f"{lanes}; "
-                f"result beat {self.beat} left at cycle {self.cycle}: RTL {self.got}, ref {self.want} "
+                f"result beat {self.beat} left at cycle {self.cycle}: RTL {self.got}, ref {self.want}"
+                f"{' (the values agree; its ReLU mask bit differs)' if self.got == self.want else ''} "
                 f"({self.mismatching_elements} elements differ in this pass)")
 
 
@@ -252,8 +253,11 @@ def _signed(value: int, bits: int) -> int:
 
 
 def _elements(beat: int, config: StagConfig) -> list[int]:
+    """Each element of a result beat as its ``acc_bits`` value with its ReLU mask bit above it."""
     mask = (1 << config.acc_bits) - 1
-    return [(beat >> (e * config.acc_bits)) & mask for e in range(config.lanes)]
+    base = config.lanes * config.acc_bits
+    return [(beat >> (e * config.acc_bits)) & mask | (beat >> (base + e) & 1) << config.acc_bits
+            for e in range(config.lanes)]
 
 
 def locate_mismatch(job: CompareJob, record: dict[str, Any], config: StagConfig) -> Mismatch | None:

@@ -8,7 +8,7 @@ on all three streams. Returns the drained tiles, the cycle count and the counter
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from amaranth import Value
@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 from hw.config import StagConfig
 from hw.core import SparseCore
 from ref.contract import Program
-from sim.core_program import decode_drain, encode_program
+from sim.core_program import decode_drain, decode_drain_mask, encode_program
 
 __all__ = ["CoreRun", "run_core_amaranth"]
 
@@ -25,21 +25,29 @@ __all__ = ["CoreRun", "run_core_amaranth"]
 @dataclass(frozen=True)
 class CoreRun:
     """What the core produced: drained tiles in order, cycles from the first command to the last
-    result beat (inclusive), and the counter values at the end."""
+    result beat (inclusive), the counter values at the end, each drained tile's ReLU mask bits and
+    the raw ``o_data`` beats of each drain."""
 
     tiles: list[torch.Tensor]
     cycles: int
     counters: dict[str, int | list[int]]
+    masks: list[torch.Tensor]
+    beats: list[list[int]]
 
 
 def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, stall: float = 0.0,
-                      max_cycles: int = 2_000_000) -> CoreRun:
+                      max_cycles: int = 2_000_000, data: list[int] | None = None) -> CoreRun:
     """Simulate ``program`` on the core of ``config``.
 
     ``stall`` is the probability that a source withholds ``valid`` (or the sink ``ready``) in a
-    cycle, drawn from ``random.Random(seed)``.
+    cycle, drawn from ``random.Random(seed)``. ``data`` replaces the encoded data beats (same
+    count), e.g. with mask rows the core itself drained.
     """
     enc = encode_program(program, config)
+    if data is not None:
+        if len(data) != len(enc.data):
+            raise ValueError(f"data has {len(data)} beats, the program needs {len(enc.data)}")
+        enc = replace(enc, data=tuple(data))
     dut = SparseCore(config)
     rng = random.Random(seed)
     out_beats: list[int] = []
@@ -90,4 +98,7 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
     sim.run()
     tiles = [decode_drain(out_beats[i * enc.drain_beats:(i + 1) * enc.drain_beats], config)
              for i in range(enc.drains)]
-    return CoreRun(tiles=tiles, cycles=int(result.get("last", -1)) + 1, counters=result["counters"])
+    masks = [decode_drain_mask(out_beats[i * enc.drain_beats:(i + 1) * enc.drain_beats], config)
+             for i in range(enc.drains)]
+    return CoreRun(tiles=tiles, cycles=int(result.get("last", -1)) + 1, counters=result["counters"], masks=masks,
+                   beats=[out_beats[i * enc.drain_beats:(i + 1) * enc.drain_beats] for i in range(enc.drains)])

@@ -15,7 +15,8 @@ from hw.config import StagConfig
 from hw.layouts import OP_DRAIN, OP_GEMM, ROUNDING_CODES, core_command_layout
 from ref.contract import Drain, Program, TileGemm
 
-__all__ = ["EncodedProgram", "ProgramMismatch", "decode_drain", "encode_program", "program_for_config"]
+__all__ = ["EncodedProgram", "ProgramMismatch", "decode_drain", "decode_drain_mask", "encode_program",
+           "mask_beats_from_drain", "program_for_config"]
 
 
 class ProgramMismatch(ValueError):
@@ -122,8 +123,42 @@ def encode_program(program: Program, config: StagConfig) -> EncodedProgram:
         drains=drains, data_per_command=tuple(per_command))
 
 
+def decode_drain_mask(beats: list[int], config: StagConfig) -> torch.Tensor:
+    """One drain's ``o_data`` beats -> the ``[tile_m, tile_n]`` bool ReLU mask carried above the values."""
+    lanes, base = config.lanes, config.lanes * config.acc_bits
+    groups = config.tile_n // lanes
+    if len(beats) != config.tile_m * groups:
+        raise ValueError(f"a drain has {config.tile_m * groups} beats, got {len(beats)}")
+    out = torch.zeros(config.tile_m, config.tile_n, dtype=torch.bool)
+    for i, beat in enumerate(beats):
+        r, g = divmod(i, groups)
+        for e in range(lanes):
+            out[r, g * lanes + e] = bool(beat >> (base + e) & 1)
+    return out
+
+
+def mask_beats_from_drain(beats: list[int], config: StagConfig) -> list[int]:
+    """A drain's ReLU mask fields as the ``i_data`` mask rows of a masked GEMM (``has_mask``).
+
+    No arithmetic: row ``m``'s word is its ``tile_n / lanes`` beats' ``lanes``-bit mask fields
+    concatenated (beat ``g`` gives columns ``g*lanes ..``), cut into ``ceil(tile_n / bus_bits)``
+    beats, exactly what :func:`encode_program` sends for an ``out_mask`` with these bits.
+    """
+    lanes, base, bus_bits = config.lanes, config.lanes * config.acc_bits, config.bus_bits
+    groups = config.tile_n // lanes
+    if len(beats) != config.tile_m * groups:
+        raise ValueError(f"a drain has {config.tile_m * groups} beats, got {len(beats)}")
+    out = []
+    for r in range(config.tile_m):
+        word = 0
+        for g in range(groups):
+            word |= (beats[r * groups + g] >> base & ((1 << lanes) - 1)) << (g * lanes)
+        out += [(word >> (j * bus_bits)) & ((1 << bus_bits) - 1) for j in range(-(-config.tile_n // bus_bits))]
+    return out
+
+
 def decode_drain(beats: list[int], config: StagConfig) -> torch.Tensor:
-    """One drain's ``o_data`` beats -> the ``[tile_m, tile_n]`` int64 tile."""
+    """One drain's ``o_data`` beats -> the ``[tile_m, tile_n]`` int64 tile (the mask bits are ignored)."""
     lanes, acc_bits = config.lanes, config.acc_bits
     groups = config.tile_n // lanes
     if len(beats) != config.tile_m * groups:

@@ -37,16 +37,20 @@ class VectorCase:
     stall: float = 0.0
 
 
-def _pack_tile(tile, config: StagConfig) -> list[int]:
-    """A drained tile as the core's ``o_data`` beats (row-major row groups of ``lanes`` values)."""
+def _pack_tile(tile, relu_mask, config: StagConfig) -> list[int]:
+    """A drained tile and its ReLU mask (``ref.contract.drain_mask``) as the core's ``o_data``
+    beats: row-major row groups of ``lanes`` values, their ``lanes`` mask bits above them."""
     beats = []
     mask = (1 << config.acc_bits) - 1
+    mask_base = config.lanes * config.acc_bits
     for r in range(config.tile_m):
         row = [int(v) for v in tile[r].tolist()]
+        bits = [bool(v) for v in relu_mask[r].tolist()]
         for g in range(config.tile_n // config.lanes):
             beat = 0
             for e in range(config.lanes):
                 beat |= (row[g * config.lanes + e] & mask) << (e * config.acc_bits)
+                beat |= int(bits[g * config.lanes + e]) << (mask_base + e)
             beats.append(beat)
     return beats
 
@@ -58,7 +62,8 @@ def make_case(name: str, program: Program, config: StagConfig, *, idle: float = 
     encoded = encode_program(program, config)
     if result is None:
         result = evaluate(program)
-    expected = [beat for tile in result.tiles for beat in _pack_tile(tile, config)]
+    expected = [beat for tile, relu_mask in zip(result.tiles, result.masks, strict=True)
+                for beat in _pack_tile(tile, relu_mask, config)]
     return VectorCase(
         name=name, commands=list(encoded.commands), data=list(encoded.data), expected=expected,
         drain_beats=encoded.drain_beats,

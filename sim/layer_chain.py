@@ -114,10 +114,10 @@ class RtlBackend:
         self._rng = random.Random(self.seed)
 
     # -- core ------------------------------------------------------------------------------------
-    def gemm(self, program: Program) -> list[torch.Tensor]:
+    def gemm(self, program: Program) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         run = run_core_amaranth(program, self.config, seed=self._rng.randrange(1 << 30), stall=self.stall)
         self.log.append(("core", run.cycles))
-        return run.tiles
+        return run.tiles, run.masks
 
     # -- ReLU mask units: tensors travel as tile_k-code vectors (zero-padded at the end) ---------
     def _vectors(self, t: torch.Tensor) -> list[list[int]]:

@@ -66,7 +66,7 @@ async def test_registers(dut):
     record: dict[str, object] = {"config": readback}
 
     assert await acc.read_reg(regs.ID) == 0x5354_4147, "ID must read ASCII 'STAG'"
-    assert await acc.read_reg(regs.VERSION) == 0x0001_0000
+    assert await acc.read_reg(regs.VERSION) == 0x0001_0001
     reset_values = {name: await acc.read_reg(offset) for name, offset in (
         ("CTRL", regs.CTRL), ("STATUS", regs.STATUS), ("SNAPSHOT", regs.SNAPSHOT), ("SCRATCH", regs.SCRATCH),
         ("CMD_COUNT", regs.CMD_COUNT), ("TILE_COUNT", regs.TILE_COUNT))}

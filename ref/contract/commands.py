@@ -14,6 +14,8 @@ Semantics (exact, integer; ``ref.contract.evaluate`` is the executable definitio
   value). With ``out_bits`` set: ``saturate(shift_round(C, shift, rounding), out_bits)`` (symmetric
   range ±(2**(out_bits-1) - 1), as ``ref.numerics.requantize``), then ``max(., 0)`` if ``relu``.
   With ``out_bits=None``: raw int64 read-out (``shift`` must be 0), then ReLU if ``relu``.
+  Every drained element also leaves with its 1-bit ReLU mask ``value > 0``
+  (``ref.contract.evaluate.drain_mask``), emitted on the core's result path.
 """
 
 from __future__ import annotations

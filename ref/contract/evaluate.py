@@ -14,6 +14,7 @@ import torch
 
 from ref.contract.commands import Drain, Program, TileGemm
 from ref.numerics import requantize
+from ref.relu_mask_codes import relu_mask
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,16 @@ class ProgramResult:
     output: int64 matrix of ``program.output_shape`` assembled from the tiles via drain_regions
             (elements no region covers are 0), or None when the program declares no output.
     counts: one CommandCount per command.
+    masks:  the ReLU mask of each drained tile (:func:`drain_mask`), what the result path emits.
     """
 
     tiles: tuple[torch.Tensor, ...]
     output: torch.Tensor | None
     counts: tuple[CommandCount, ...]
+
+    @property
+    def masks(self) -> tuple[torch.Tensor, ...]:
+        return tuple(drain_mask(t) for t in self.tiles)
 
     @property
     def dense_macs(self) -> int:
@@ -52,6 +58,16 @@ class ProgramResult:
     @property
     def effectual_macs(self) -> int:
         return sum(c.effectual_macs for c in self.counts)
+
+
+def drain_mask(tile: torch.Tensor) -> torch.Tensor:
+    """The 1-bit ReLU mask the result path emits with every drained element: ``value > 0``.
+
+    It is taken after the Drain's requantization and ReLU, so with ``relu`` set it is the nonzero
+    bitmap of the activation, and without it the mask ``z > 0`` of the pre-activation (the same bits,
+    ``ref.relu_mask_codes.relu_mask``; Sarma et al.). Bool tensor of the tile's shape.
+    """
+    return relu_mask(tile)
 
 
 def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:

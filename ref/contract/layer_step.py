@@ -9,8 +9,8 @@ so the same composition runs on the reference models (:class:`RefBackend`, here)
 algorithm           forward                             backward
 ==================  ==================================  ==========================================
 dense, zero_skip    FWD, Drain with ReLU                BWI (requantizing Drain), BWW (raw)
-relu_mask           FWD (Drain without ReLU) -> Z,      BWI with out_mask M_in; also BWI unmasked
-                    ReluMaskEmit(Z) -> A, M_out;        -> MaskApply(., M_in) (both give dX);
+relu_mask           FWD, Drain with ReLU -> A and, on   BWI with out_mask M_in; also BWI unmasked
+                    the result path, M_out = A > 0;     -> MaskApply(., M_in) (both give dX);
                     ReluMaskEmit(X) -> M_in             BWW
 stochastic_prune    FWD, Drain with ReLU                pruner(dY) -> dY_p; BWI(dY_p), BWW(X, dY_p)
 swat                top-K(W) -> W_hat; top-K(X) -> X_hat;  BWI(dY, W_hat); BWW(X_hat, dY)
@@ -165,8 +165,8 @@ class TopKOut:
 class StepBackend(Protocol):
     """Executes the programs and units of a step. Tensors are int64 codes / bool masks, row-major."""
 
-    def gemm(self, program: Program) -> list[torch.Tensor]:
-        """The drained tiles of ``program``, in program order."""
+    def gemm(self, program: Program) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The drained tiles of ``program`` and their ReLU masks from the result path, in program order."""
         ...
 
     def relu_emit(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,8 +197,9 @@ class RefBackend:
     def __init__(self, params: StepParams) -> None:
         self.params = params
 
-    def gemm(self, program: Program) -> list[torch.Tensor]:
-        return list(evaluate(program).tiles)
+    def gemm(self, program: Program) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        result = evaluate(program)
+        return list(result.tiles), list(result.masks)
 
     def relu_emit(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return relu_codes(z), relu_mask(z)
@@ -234,8 +235,9 @@ class LayerStep:
 
     w_fwd:   W fed to FWD and BWI (swat: top-K of W);       w_keep, w_threshold: swat's W top-K.
     x_bww:   X fed to BWW (swat: top-K of X);                 x_keep, x_threshold: swat's X top-K.
-    z:       FWD requantized, before ReLU (relu_mask).        a: the activation max(z, 0) (all).
-    mask_out: z > 0 from ReluMaskEmit (relu_mask).            mask_in: X > 0 from ReluMaskEmit(X).
+    a:       the activation, FWD requantized with ReLU (all).
+    mask_out: a > 0 (= z > 0), the FWD drain's mask from the core's result path (relu_mask).
+    mask_in: X > 0 from ReluMaskEmit(X) (relu_mask).
     dy_g:    the gradient fed to BWI and BWW (pruned dY / S / dY).  tau: the pruner's threshold.
     resprop_nnz, resprop_thr_used, resprop_exp_after: the ReSprop unit's done beat.
     dx_unmasked: BWI requantized without output mask (relu_mask); dx_mask_applied: MaskApply of it.
@@ -255,7 +257,6 @@ class LayerStep:
     w_threshold: int | None = None
     x_keep: torch.Tensor | None = None
     x_threshold: int | None = None
-    z: torch.Tensor | None = None
     mask_out: torch.Tensor | None = None
     mask_in: torch.Tensor | None = None
     tau: int | None = None
@@ -322,13 +323,20 @@ def layer_step(inp: LayerInputs, params: StepParams, backend: StepBackend | None
     geo = {"stride": inp.stride, "padding": inp.padding}
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
 
-    def run(pass_: str, *, drain: Drain | None = None, out_mask: torch.Tensor | None = None,
-            formats: tuple[str, str] | None = None, **ops) -> torch.Tensor:
-        """Lower one pass (formats from the policy's skips unless given), run it, reassemble."""
+    def run_with_mask(pass_: str, *, drain: Drain | None = None, out_mask: torch.Tensor | None = None,
+                      formats: tuple[str, str] | None = None, **ops) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lower one pass (formats from the policy's skips unless given), run it, reassemble the
+        output and the ReLU mask the result path emitted with it."""
         a_fmt, b_fmt = formats or gemm_formats(pass_, skips[pass_])
         lowered = lower_pass("conv2d", pass_, **ops, **geo, a_format=a_fmt, b_format=b_fmt, out_mask=out_mask,
                              tiles=params.tiles, acc_bits=params.acc_bits, drain=drain)
-        return lowered.reassemble(_assemble(lowered.program, be.gemm(lowered.program)))
+        tiles, masks = be.gemm(lowered.program)
+        output = lowered.reassemble(_assemble(lowered.program, tiles))
+        mask = lowered.reassemble(_assemble(lowered.program, [m.to(torch.int64) for m in masks])).bool()
+        return output, mask
+
+    def run(pass_: str, **kw) -> torch.Tensor:
+        return run_with_mask(pass_, **kw)[0]
 
     out: dict[str, object] = {"algo": algo}
     # -- units before FWD (swat: top-K of W for FWD/BWI and of X for BWW) ----------------------
@@ -342,14 +350,14 @@ def layer_step(inp: LayerInputs, params: StepParams, backend: StepBackend | None
     out.update(w_fwd=w_fwd, x_bww=x_bww)
     # -- FWD and the layer's ReLU ----------------------------------------------------------------
     if algo == "relu_mask":
-        z = run("fwd", x=x, w=w_fwd, drain=Drain(0, inp.fwd_shift, b, ROUNDING))
-        a, mask_out = be.relu_emit(z)
+        # The activation's 1-bit mask (Sarma et al.) leaves the core with the drained activation.
+        a, mask_out = run_with_mask("fwd", x=x, w=w_fwd, drain=Drain(0, inp.fwd_shift, b, ROUNDING, relu=True))
         # M_in: the previous layer's emitted mask of X; X is a ReLU output, so the unit passes it
         # unchanged and its mask is the nonzero bitmap of X.
         x_act, mask_in = be.relu_emit(x)
         if not torch.equal(x_act, x):
             raise ValueError("relu_mask: the layer input X must be a ReLU output (codes >= 0)")
-        out.update(z=z, a=a, mask_out=mask_out, mask_in=mask_in)
+        out.update(a=a, mask_out=mask_out, mask_in=mask_in)
     else:
         out["a"] = run("fwd", x=x, w=w_fwd, drain=Drain(0, inp.fwd_shift, b, ROUNDING, relu=True))
     # -- units on dY -------------------------------------------------------------------------------

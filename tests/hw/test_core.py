@@ -20,7 +20,7 @@ from ref.contract import Drain, Operand, Program, TileGemm, evaluate
 from ref.contract.random_programs import random_program
 from ref.numerics import requantize
 from sim.core_amaranth import run_core_amaranth
-from sim.core_program import ProgramMismatch, encode_program
+from sim.core_program import ProgramMismatch, encode_program, mask_beats_from_drain
 
 
 def _program(cfg, mode, density, seed, **kw):
@@ -32,6 +32,7 @@ def _program(cfg, mode, density, seed, **kw):
 @pytest.mark.parametrize("mode", ["a", "b", "mask", "all", "dense"])
 def test_tiny_core_matches_ref_under_stalls(mode, sparse):
     cfg = dataclasses.replace(preset("tiny"), sparse=sparse)
+    mask_bits, mask_elems = [], 0
     for seed, density in ((11, 0.0), (12, 0.3), (13, 0.7), (14, 1.0)):
         print(f"mode={mode} sparse={sparse} density={density} seed={seed}")
         program = _program(cfg, mode, density, seed)
@@ -40,11 +41,48 @@ def test_tiny_core_matches_ref_under_stalls(mode, sparse):
         assert len(run.tiles) == len(expected.tiles)
         for got, want in zip(run.tiles, expected.tiles, strict=True):
             assert torch.equal(got, want)
+        for got, want in zip(run.masks, expected.masks, strict=True):  # the ReLU mask on the result path
+            assert torch.equal(got, want)
+        mask_bits += [int(m.sum()) for m in run.masks]
+        mask_elems += sum(m.numel() for m in run.masks)
         dense = sum(c.dense_macs for c in expected.counts)
         effectual = sum(c.effectual_macs for c in expected.counts)
         assert run.counters["macs_dense"] == dense
         assert run.counters["macs_issued"] == (effectual if sparse else dense)
         assert sum(run.counters["lane_busy"]) == run.counters["macs_issued"]
+    # The mask comparison was not vacuous: the drains had both set and clear mask bits.
+    assert 0 < sum(mask_bits) < mask_elems, mask_bits
+
+
+@pytest.mark.parametrize("preset_name", ["tiny", "default"])
+def test_drained_mask_is_the_next_gemms_output_mask_as_is(preset_name):
+    """A forward drain's ReLU mask bits, concatenated per row, are bit for bit the mask rows the core
+    takes for a masked GEMM (Sarma et al.: the FWD mask becomes the next layer's BWI output mask),
+    and a GEMM fed those beats equals ref with ``out_mask = drain_mask``."""
+    cfg = preset(preset_name)
+    seed = 31
+    print(f"preset={preset_name} seed={seed}")
+    gen = torch.Generator().manual_seed(seed)
+    lim = 1 << (cfg.operand_bits - 1)
+    a = torch.randint(-lim + 1, lim, (cfg.tile_m, cfg.tile_k), generator=gen)
+    b = torch.randint(-lim + 1, lim, (cfg.tile_k, cfg.tile_n), generator=gen)
+    fwd = Program((TileGemm(0, Operand.bitmap(a), Operand.dense(b)),
+                   Drain(0, shift=cfg.acc_bits // 3, out_bits=cfg.operand_bits, relu=True)),
+                  cfg.acc_bits, cfg.tile_m, cfg.tile_n, cfg.tile_k)
+    run = run_core_amaranth(fwd, cfg, seed=seed)
+    want = evaluate(fwd)
+    assert torch.equal(run.tiles[0], want.tiles[0]) and torch.equal(run.masks[0], want.masks[0])
+    assert 0 < int(want.masks[0].sum()) < want.masks[0].numel()
+    mask_beats = mask_beats_from_drain(run.beats[0], cfg)
+    # The same GEMM with that output mask, encoded by the host from ref's mask: its last data beats.
+    masked = Program((TileGemm(0, Operand.bitmap(a), Operand.dense(b), out_mask=want.masks[0]), Drain(0)),
+                     cfg.acc_bits, cfg.tile_m, cfg.tile_n, cfg.tile_k)
+    encoded = encode_program(masked, cfg)
+    assert list(encoded.data[-len(mask_beats):]) == mask_beats
+    # Feed the RTL's own mask beats (not the host encoding) to the core.
+    data = list(encoded.data[:-len(mask_beats)]) + mask_beats
+    (tile,) = run_core_amaranth(masked, cfg, seed=seed, data=data).tiles
+    assert torch.equal(tile, evaluate(masked).tiles[0])
 
 
 def test_sparse_core_spends_cycles_only_on_effectual_work():
