@@ -230,7 +230,7 @@ class SparseCore(wiring.Component):
         quant_valid = Signal()          # their second register holds one row group
         advance = ~self.o_data.valid | self.o_data.ready
         issuing = (state == DRAIN) & (drain_index != beats)
-        requantized = []
+        requantized, positive = [], []
         for b, bank in enumerate(banks):
             rq = Requantizer(cfg.acc_bits)
             m.submodules[f"requantize{b}"] = rq
@@ -248,12 +248,13 @@ class SparseCore(wiring.Component):
                 rq.en.eq((state == DRAIN) & advance),
             ]
             requantized.append(rq.o_value)
+            positive.append(rq.o_positive)
         with m.If((state == DRAIN) & advance):
-            # The ReLU mask rides on the result beat: one sign/zero test per element after the
-            # requantizer's last register, into the same output register (no added latency).
+            # The ReLU mask rides on the result beat, into the same output register (no added
+            # latency); the requantizer decides it beside its saturation (Requantizer.o_positive).
             m.d.sync += [
                 self.o_data.valid.eq(quant_valid),
-                self.o_data.payload.eq(Cat(*requantized, *(value > 0 for value in requantized))),
+                self.o_data.payload.eq(Cat(*requantized, *positive)),
                 quant_valid.eq(round_valid),
                 round_valid.eq(held_valid),
                 held_valid.eq(read_valid),

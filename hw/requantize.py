@@ -38,6 +38,7 @@ class Requantizer(wiring.Component):
     i_relu : In(1)
     en : In(1)              advance the register
     o_value : Out(signed(acc_bits))   the code, sign-extended
+    o_positive : Out(1)     ``o_value > 0`` (the ReLU mask bit), same timing as ``o_value``
     """
 
     def __init__(self, acc_bits: int) -> None:
@@ -50,6 +51,7 @@ class Requantizer(wiring.Component):
             "i_relu": In(1),
             "en": In(1),
             "o_value": Out(signed(acc_bits)),
+            "o_positive": Out(1),
         })
 
     def elaborate(self, platform):
@@ -149,4 +151,10 @@ class Requantizer(wiring.Component):
         code = Signal(signed(w))
         m.d.comb += code.eq(Mux(s_raw, s_value, saturated))
         m.d.comb += self.o_value.eq(Mux(s_relu & code[-1], 0, code))
+        # o_value > 0 without a compare after the saturation: saturating to +-limit (limit >= 1)
+        # keeps a value's sign and whether it is 0, and ReLU only zeroes negatives, so the sign bit
+        # and a zero test of the registered value decide it, beside the saturation's comparators
+        # rather than after them (a `> 0` on o_value put a second carry chain on the drain path).
+        chosen = Mux(s_raw, s_value, s_rounded)
+        m.d.comb += self.o_positive.eq(~chosen[-1] & (chosen != 0))
         return m

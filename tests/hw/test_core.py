@@ -145,8 +145,9 @@ def test_requantizer_matches_ref_numerics():
                 ctx.set(dut.i_value, v)
                 await ctx.tick().repeat(2)  # latency 2: the value's code appears after the second edge
                 got = ctx.get(dut.o_value)
-                if got != w:
-                    failures.append((v, shift, out_bits, rounding, relu, got, w))
+                positive = ctx.get(dut.o_positive)
+                if got != w or positive != (w > 0):
+                    failures.append((v, shift, out_bits, rounding, relu, got, w, positive))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
