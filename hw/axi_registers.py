@@ -27,6 +27,9 @@ __all__ = [
     "ID",
     "ID_VALUE",
     "MAPPED",
+    "PRUNE_SEED",
+    "PRUNE_SUM",
+    "PRUNE_TAU",
     "SCRATCH",
     "SNAPSHOT",
     "SNAPSHOT_TAKE",
@@ -58,10 +61,14 @@ SNAPSHOT = 0x010    #: WO, write bit 0 = 1 to copy every performance counter int
 SCRATCH = 0x014     #: RW, 32 bits with no effect (bus check); honours WSTRB
 CMD_COUNT = 0x018   #: RO, commands accepted on s_axis_cmd since reset (32 bits, wraps)
 TILE_COUNT = 0x01C  #: RO, result tiles completed on m_axis_result (TLAST beats taken) since reset (wraps)
+PRUNE_TAU = 0x020   #: RW, the result-path pruner's tau (prune_tau_bits; 0 bypasses), taken by a PRUNE_SEED write
+PRUNE_SEED = 0x024  #: RW, write a nonzero seed: load tau and the seed into the pruner and clear PRUNE_SUM
+PRUNE_SUM = 0x028   #: RO, sum of |g| over the pruning drains' codes since the last PRUNE_SEED write, bits [31:0]
 
 #: ASCII "STAG".
 ID_VALUE = 0x5354_4147
-#: Interface version 1.1 (1.1: ReLU mask bits above the values in each result beat).
+#: Interface version 1.1 (1.1: ReLU mask bits above the values in each result beat; the result-path
+#: pruner: the command's ``prune`` bit and PRUNE_TAU, PRUNE_SEED, PRUNE_SUM).
 VERSION_VALUE = 0x0001_0001
 
 CTRL_IRQ_EN = 1 << 0
@@ -125,7 +132,8 @@ def config_offset(field: str) -> int:
 
 
 #: Control and status registers (every address below CONFIG_BASE that is mapped).
-MAPPED: tuple[int, ...] = (ID, VERSION, CTRL, STATUS, SNAPSHOT, SCRATCH, CMD_COUNT, TILE_COUNT)
+MAPPED: tuple[int, ...] = (ID, VERSION, CTRL, STATUS, SNAPSHOT, SCRATCH, CMD_COUNT, TILE_COUNT, PRUNE_TAU, PRUNE_SEED,
+                           PRUNE_SUM)
 
 
 def mapped_offsets(lanes: int) -> tuple[int, ...]:

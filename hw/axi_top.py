@@ -154,6 +154,9 @@ class AxiTop(wiring.Component):
         with m.If(result_taken & last):
             m.d.sync += tile_count.eq(tile_count + 1)
         scratch = Signal(32)
+        prune_tau = Signal(cfg.prune_tau_bits)
+        prune_seed = Signal(cfg.lfsr_width, init=cfg.lfsr_seed)
+        m.d.comb += [core.prune_tau.eq(prune_tau), core.prune_seed.eq(prune_seed)]
         counters = core.counters.as_value()
         snapshot = Signal(len(counters))
 
@@ -193,8 +196,21 @@ class AxiTop(wiring.Component):
                     for i in range(4):
                         with m.If(wstrb[i]):
                             m.d.sync += scratch[8 * i:8 * i + 8].eq(wdata[8 * i:8 * i + 8])
+                # The pruner's registers take whole words (WSTRB all ones): a partial tau or seed
+                # would be a driver error, and ignoring it is safer than loading half a value.
+                with m.Case(regs.PRUNE_TAU >> 2):
+                    with m.If(wstrb.all()):
+                        m.d.sync += prune_tau.eq(wdata)
+                with m.Case(regs.PRUNE_SEED >> 2):
+                    # A zero seed would lock the LFSR at 0: ignored.
+                    with m.If(wstrb.all() & (wdata[:cfg.lfsr_width] != 0)):
+                        # The pruner loads the written seed itself: the register updates only
+                        # at this same edge.
+                        m.d.sync += prune_seed.eq(wdata)
+                        m.d.comb += [core.prune_load.eq(1), core.prune_seed.eq(wdata)]
                 with m.Case(*(a >> 2 for a in regs.mapped_offsets(cfg.lanes)
-                              if a not in (regs.CTRL, regs.STATUS, regs.SNAPSHOT, regs.SCRATCH))):
+                              if a not in (regs.CTRL, regs.STATUS, regs.SNAPSHOT, regs.SCRATCH, regs.PRUNE_TAU,
+                                           regs.PRUNE_SEED))):
                     pass                # read-only: ignored, OKAY
                 with m.Default():
                     m.d.sync += bresp.eq(RESP_SLVERR)
@@ -240,6 +256,12 @@ class AxiTop(wiring.Component):
                     m.d.sync += rdata.eq(cmd_count)
                 with m.Case(regs.TILE_COUNT >> 2):
                     m.d.sync += rdata.eq(tile_count)
+                with m.Case(regs.PRUNE_TAU >> 2):
+                    m.d.sync += rdata.eq(prune_tau)
+                with m.Case(regs.PRUNE_SEED >> 2):
+                    m.d.sync += rdata.eq(prune_seed)
+                with m.Case(regs.PRUNE_SUM >> 2):
+                    m.d.sync += rdata.eq(core.prune_sum)
                 for field, value in config_registers(cfg).items():
                     with m.Case(regs.config_offset(field) >> 2):
                         m.d.sync += rdata.eq(value)

@@ -198,6 +198,18 @@ class StagConfig:
         return self.lanes * (self.acc_bits + 1)
 
     @property
+    def prune_tau_bits(self) -> int:
+        """Width of the result-path pruner's ``tau``: ``operand_bits + 3``, as the stochastic
+        pruner unit's (``c < 2**4`` times a mean below ``2**(operand_bits-1)``)."""
+        return self.operand_bits + 3
+
+    @property
+    def prune_sum_bits(self) -> int:
+        """Width of the result-path pruner's sum of ``|g|``: ``prune_count_bits + operand_bits``
+        (exact for up to ``2**prune_count_bits - 1`` codes)."""
+        return self.prune_count_bits + self.operand_bits
+
+    @property
     def acc_index_bits(self) -> int:
         """Bits of an accumulator index in a command (at least 1)."""
         return max(1, (self.accumulators - 1).bit_length())

@@ -7,7 +7,9 @@ idle :class:`~hw.sparse_lane.SparseLane` s; lanes write finished outputs into
 first); a DRAIN reads one row group from every bank per cycle through
 :class:`~hw.requantize.Requantizer` s onto ``o_data`` (bank read, read register, two requantizer
 registers, output register: the first beat is valid five cycles after the drain starts, then one
-per cycle; the stall-all pipeline keeps that rate under backpressure). Stream formats: docs/core.md.
+per cycle; the stall-all pipeline keeps that rate under backpressure). On the way out the result
+path adds each element's ReLU mask bit and, for a pruning DRAIN, prunes the codes with the draws
+of :class:`~hw.drain_prune.PruneDraws`, in the same cycles. Stream formats: docs/core.md.
 
 Commands run in order. A GEMM starts when its operands are loaded and the previous command is
 finished (its last write-back done), so accumulating GEMMs and drains see every earlier write;
@@ -16,7 +18,7 @@ the next GEMM's operands load meanwhile into the other buffer set.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -26,6 +28,7 @@ from hw.acc_bank import AccBank
 from hw.bits import popcount
 from hw.config import StagConfig
 from hw.dispatcher import Dispatcher
+from hw.drain_prune import PruneDraws
 from hw.layouts import OP_GEMM, core_command_layout
 from hw.operand_loader import BUFFER_SETS, OperandLoader, descriptor_layout
 from hw.requantize import Requantizer
@@ -68,6 +71,10 @@ def core_signature(config: StagConfig) -> wiring.Signature:
         "o_data": Out(stream.Signature(config.result_bits)),
         "counters": Out(counters_layout(config.counter_bits, config.lanes)),
         "idle": Out(1),
+        "prune_tau": In(config.prune_tau_bits),
+        "prune_seed": In(config.lfsr_width),
+        "prune_load": In(1),
+        "prune_sum": Out(config.prune_sum_bits),
     })
 
 
@@ -89,6 +96,14 @@ class SparseCore(wiring.Component):
     counters : Out(:func:`counters_layout`)
     idle : Out(1)
         No command queued, loading or running, and no result waiting.
+    prune_tau : In(prune_tau_bits), prune_seed : In(lfsr_width), prune_load : In(1)
+        The result-path pruner (``hw.drain_prune``): ``prune_load`` takes the threshold ``tau``
+        (0: bypass), reseeds the LFSR and clears ``prune_sum``; only while no pruning drain is
+        running (two cycles before one starts). Pruning drains (``prune`` in the command) then
+        prune their codes in drain order (``ref.contract.Drain(prune=True)``).
+    prune_sum : Out(prune_sum_bits)
+        Sum of ``|g|`` over the codes of every pruning drain since the last load, before pruning;
+        final when ``idle`` is high.
     """
 
     def __init__(self, config: StagConfig) -> None:
@@ -230,9 +245,19 @@ class SparseCore(wiring.Component):
         quant_valid = Signal()          # their second register holds one row group
         advance = ~self.o_data.valid | self.o_data.ready
         issuing = (state == DRAIN) & (drain_index != beats)
-        requantized, positive = [], []
+        # The pruner's draws: a pruned beat leaves the requantizers' second register.
+        m.submodules.prune_draws = draws = PruneDraws(lanes=lanes, lfsr_width=cfg.lfsr_width,
+                                                      lfsr_taps=cfg.lfsr_taps, tau_bits=cfg.prune_tau_bits)
+        pruned_beat = (state == DRAIN) & advance & quant_valid & cmd.prune
+        m.d.comb += [
+            draws.i_tau.eq(self.prune_tau),
+            draws.i_seed.eq(self.prune_seed),
+            draws.load.eq(self.prune_load),
+            draws.advance.eq(pruned_beat),
+        ]
+        requantized, positive, codes = [], [], []
         for b, bank in enumerate(banks):
-            rq = Requantizer(cfg.acc_bits)
+            rq = Requantizer(cfg.acc_bits, cfg.prune_tau_bits, code_bits=cfg.operand_bits)
             m.submodules[f"requantize{b}"] = rq
             held = Signal.like(bank.rd_value, name=f"drain_value{b}")
             with m.If((state == DRAIN) & advance):
@@ -245,10 +270,15 @@ class SparseCore(wiring.Component):
                 rq.i_out_bits.eq(cmd.out_bits),
                 rq.i_rounding.eq(cmd.rounding),
                 rq.i_relu.eq(cmd.relu),
+                rq.i_prune.eq(cmd.prune),
+                rq.i_tau.eq(draws.o_tau),
+                rq.i_tau_m1.eq(draws.o_tau_m1),
+                rq.i_draw_m1.eq(draws.o_draw_m1[b]),
                 rq.en.eq((state == DRAIN) & advance),
             ]
             requantized.append(rq.o_value)
             positive.append(rq.o_positive)
+            codes.append(rq.o_code)
         with m.If((state == DRAIN) & advance):
             # The ReLU mask rides on the result beat, into the same output register (no added
             # latency); the requantizer decides it beside its saturation (Requantizer.o_positive).
@@ -262,6 +292,19 @@ class SparseCore(wiring.Component):
             ]
             with m.If(issuing):
                 m.d.sync += drain_index.eq(drain_index + 1)
+
+        # The pruner's sum of |g| (the next tensor's tau comes from it): the beat's codes are
+        # registered as it leaves, then added a cycle later, off the result path.
+        summed = [Signal(signed(cfg.operand_bits), name=f"summed{b}") for b in range(lanes)]
+        summing = Signal()
+        m.d.sync += summing.eq(pruned_beat)
+        with m.If(pruned_beat):
+            m.d.sync += [reg.eq(code) for reg, code in zip(summed, codes, strict=True)]
+        with m.If(self.prune_load):
+            m.d.sync += self.prune_sum.eq(0)
+        with m.Elif(summing):
+            magnitudes = [Mux(v[-1], -v, v) for v in summed]
+            m.d.sync += self.prune_sum.eq(self.prune_sum + sum(magnitudes))
 
         # ---- sequencing --------------------------------------------------------------------------
         lanes_idle = Cat(lane.idle for lane in lane_units).all()

@@ -71,6 +71,9 @@ def core_command_layout(acc_index_bits: int) -> data.StructLayout:
         DRAIN: one of :data:`ROUNDING_CODES`.
     relu : 1 bit
         DRAIN: clamp negative results to 0.
+    prune : 1 bit
+        DRAIN: stochastically prune the requantized codes on the result path (``out_bits`` must be
+        ``operand_bits``; threshold and LFSR from the core's ``prune_*`` inputs).
     """
     return data.StructLayout({
         "op": 1,
@@ -83,4 +86,5 @@ def core_command_layout(acc_index_bits: int) -> data.StructLayout:
         "out_bits": 6,
         "rounding": 2,
         "relu": 1,
+        "prune": 1,
     })

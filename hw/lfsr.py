@@ -8,7 +8,7 @@ single XOR network so a new draw is ready every cycle.
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,6 +29,29 @@ def draw_network(state: int, width: int, taps: int) -> int:
     for _ in range(width):
         state = (state >> 1) ^ (taps if state & 1 else 0)
     return state
+
+
+def jump_columns(width: int, taps: int, draws: int) -> list[int]:
+    """The GF(2)-linear map "advance ``draws`` draws" as its columns: column ``j`` is the state
+    reached from the state ``1 << j`` (elaboration-time constants)."""
+    columns = []
+    for j in range(width):
+        state = 1 << j
+        for _ in range(draws):
+            state = draw_network(state, width, taps)
+        columns.append(state)
+    return columns
+
+
+def jump_logic(m: Module, state, columns: list[int], name: str) -> Signal:
+    """``state`` advanced by the linear map ``columns`` (:func:`jump_columns`): one XOR of the
+    state bits per result bit, at most ``width`` inputs deep."""
+    width = len(columns)
+    out = Signal(width, name=name)
+    for i in range(width):
+        terms = [state[j] for j in range(width) if columns[j] >> i & 1]
+        m.d.comb += out[i].eq(Cat(*terms).xor() if terms else 0)
+    return out
 
 
 def _draw_logic(m: Module, state, width: int, taps: int, name: str) -> Signal:

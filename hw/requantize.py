@@ -37,20 +37,43 @@ class Requantizer(wiring.Component):
     i_rounding : In(2)      ``hw.layouts.ROUNDING_CODES``
     i_relu : In(1)
     en : In(1)              advance the register
-    o_value : Out(signed(acc_bits))   the code, sign-extended
+    i_prune : In(1)         prune this value (requantized drains only), pipelined like ``i_relu``
+    i_tau : In(tau_bits)    the pruner's threshold; 0 bypasses it
+    i_tau_m1 : In(tau_bits) ``tau - 1`` (when ``tau > 0``)
+    i_draw_m1 : In(tau_bits)
+        ``ceil(d * tau / 2**lfsr_width) - 1`` for this value's LFSR draw ``d``, presented while
+        the value is in the second register (the cycle ``o_value`` shows it), not pipelined
+    o_value : Out(signed(acc_bits))   the code, sign-extended (pruned when ``i_prune``)
+    o_code : Out(signed(code_bits))   the code before pruning (what the pruner sums), its low
+                                      ``code_bits`` bits (all of it on a drain with ``out_bits <= code_bits``)
     o_positive : Out(1)     ``o_value > 0`` (the ReLU mask bit), same timing as ``o_value``
+
+    Pruning (``ref.stochastic_prune_codes.prune_codes``; ``g`` the code, ``t = draw_m1 + 1``)::
+
+        0 if |g| < t,  else g if |g| >= tau,  else sign(g) * min(tau, limit)
+
+    ``|g| * 2**w < d * tau`` is ``|g| < ceil(d * tau / 2**w)`` for an integer ``|g|``. Both tests
+    and the ReLU mask bit are made from the registered rounded value beside the saturation:
+    saturation keeps the sign, so ``|g| = min(|rounded|, limit)`` and ``|g| < x`` is
+    ``|rounded| < x or limit < x``, two comparisons against registered operands.
     """
 
-    def __init__(self, acc_bits: int) -> None:
+    def __init__(self, acc_bits: int, tau_bits: int = 1, code_bits: int | None = None) -> None:
         self._acc_bits = acc_bits
+        self._tau_bits = tau_bits
         super().__init__({
             "i_value": In(signed(acc_bits)),
             "i_shift": In(6),
             "i_out_bits": In(6),
             "i_rounding": In(2),
             "i_relu": In(1),
+            "i_prune": In(1),
+            "i_tau": In(tau_bits),
+            "i_tau_m1": In(tau_bits),
+            "i_draw_m1": In(tau_bits),
             "en": In(1),
             "o_value": Out(signed(acc_bits)),
+            "o_code": Out(signed(acc_bits if code_bits is None else code_bits)),
             "o_positive": Out(1),
         })
 
@@ -106,6 +129,7 @@ class Requantizer(wiring.Component):
         r_value = Signal(signed(w))
         r_out_bits = Signal(6)
         r_relu = Signal()
+        r_prune = Signal()
         r_limit = Signal(signed(w + 2))
         with m.If(self.en):
             m.d.sync += [
@@ -116,6 +140,7 @@ class Requantizer(wiring.Component):
                 r_value.eq(value),
                 r_out_bits.eq(self.i_out_bits),
                 r_relu.eq(self.i_relu),
+                r_prune.eq(self.i_prune),
                 r_limit.eq(narrow_limit),
             ]
 
@@ -136,6 +161,7 @@ class Requantizer(wiring.Component):
         s_raw = Signal()
         s_value = Signal(signed(w))
         s_relu = Signal()
+        s_prune = Signal()
         with m.If(self.en):
             m.d.sync += [
                 s_rounded.eq(r_quotient + round_up),
@@ -143,6 +169,7 @@ class Requantizer(wiring.Component):
                 s_raw.eq(r_out_bits == 0),
                 s_value.eq(r_value),
                 s_relu.eq(r_relu),
+                s_prune.eq(r_prune),
             ]
 
         saturated = Signal(signed(w + 2))
@@ -150,11 +177,29 @@ class Requantizer(wiring.Component):
                                      Mux(s_rounded < -s_limit, -s_limit, s_rounded)))
         code = Signal(signed(w))
         m.d.comb += code.eq(Mux(s_raw, s_value, saturated))
-        m.d.comb += self.o_value.eq(Mux(s_relu & code[-1], 0, code))
+        relu_zero = s_relu & code[-1]
+        m.d.comb += self.o_code.eq(Mux(relu_zero, 0, code))
         # o_value > 0 without a compare after the saturation: saturating to +-limit (limit >= 1)
         # keeps a value's sign and whether it is 0, and ReLU only zeroes negatives, so the sign bit
         # and a zero test of the registered value decide it, beside the saturation's comparators
         # rather than after them (a `> 0` on o_value put a second carry chain on the drain path).
         chosen = Mux(s_raw, s_value, s_rounded)
-        m.d.comb += self.o_positive.eq(~chosen[-1] & (chosen != 0))
+        positive = ~chosen[-1] & (chosen != 0)
+
+        # ---- pruning: every test from registered operands, in parallel with the saturation ----
+        def below(x_m1):
+            """|g| < x, given x - 1 (|rounded| <= x - 1, or limit <= x - 1)."""
+            x = x_m1
+            return ((s_rounded <= x) & ~(s_rounded + x)[-1]) | (s_limit <= x)
+
+        pruning = s_prune & (self.i_tau != 0)
+        drop = below(self.i_draw_m1)
+        small = below(self.i_tau_m1)
+        substitute = Mux(s_limit <= self.i_tau_m1, s_limit, self.i_tau)   # min(tau, limit)
+        pruned = Mux(drop, 0, Mux(small, Mux(s_rounded[-1], -substitute, substitute), code))
+        m.d.comb += [
+            self.o_value.eq(Mux(relu_zero, 0, Mux(pruning, pruned, code))),
+            # A kept pruned value is nonzero (|g| >= t >= 1), so its sign decides the mask bit.
+            self.o_positive.eq(Mux(pruning, ~drop & ~s_rounded[-1], positive)),
+        ]
         return m

@@ -8,8 +8,11 @@ testbench applies them through cocotbext-axi pause generators.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hw.config import StagConfig
 from ref.contract.random_programs import MODES, random_program
+from sim.core_regression import prune_cases
 from sim.core_vectors import VectorCase, make_case
 
 __all__ = ["axi_cases"]
@@ -37,4 +40,7 @@ def axi_cases(config: StagConfig, seed: int, *, count: int | None = None, n_gemm
         gapped = i > 0
         cases.append(make_case(f"axi{i}_{mode}_d{round(density * 100):03d}", program, config,
                                idle=0.3 if gapped else 0.0, stall=0.4 if gapped else 0.0))
+    # Programs that prune on the result path, loaded through PRUNE_TAU / PRUNE_SEED.
+    for case in prune_cases(config, seed, n_gemms=2)[:1 if big else 2]:
+        cases.append(replace(case, name=f"axi_{case.name}"))
     return cases

@@ -68,7 +68,8 @@ class AxiRun:
     frame). ``tile_end_cycles``: cycle (since the last reset) of each frame's TLAST transfer.
     ``counters``: the performance counters (snapshot taken after the core went idle), by name,
     with ``lane_busy`` as a list. ``cycles``: simulated cycles from the first beat offered to the
-    core being idle; ``seconds``: wall-clock time of the same span.
+    core being idle; ``seconds``: wall-clock time of the same span. ``prune_sum``: PRUNE_SUM after
+    a program that loaded the pruner.
     """
 
     frames: list[list[int]]
@@ -78,6 +79,7 @@ class AxiRun:
     seconds: float
     tiles: list[Any] = field(default_factory=list)
     masks: list[Any] = field(default_factory=list)
+    prune_sum: int | None = None
     tile_start_cycles: list[int] = field(default_factory=list)
 
     @property
@@ -156,6 +158,10 @@ class AxiAccelerator:
         (``stall`` per cycle); each stream draws from its own generator seeded from ``rng``."""
         for model, p in ((self.cmd, idle), (self.data, idle), (self.result, stall)):
             model.set_pause_generator(_pauses(random.Random(rng.random()), p) if rng and p > 0 else None)
+            # cocotbext-axi stops the old generator's task without clearing ``pause``: a stream
+            # removed from gaps during a pause stayed paused for good (a gapped case, then an
+            # ungapped one, hung on the commands).
+            model.pause = False
 
     # ---- registers ---------------------------------------------------------------------------------
     async def read_reg(self, offset: int) -> int:
@@ -211,9 +217,19 @@ class AxiAccelerator:
         return out
 
     # ---- programs ----------------------------------------------------------------------------------
-    async def run_encoded(self, commands: Sequence[int], data: Sequence[int], drains: int) -> AxiRun:
+    async def load_pruner(self, tau: int, seed: int) -> None:
+        """Set the result-path pruner for the next program: PRUNE_TAU, then PRUNE_SEED (which loads
+        both and clears PRUNE_SUM). Only between programs (the core idle)."""
+        await self.write_reg(regs.PRUNE_TAU, tau)
+        await self.write_reg(regs.PRUNE_SEED, seed)
+
+    async def run_encoded(self, commands: Sequence[int], data: Sequence[int], drains: int, *,
+                          prune: tuple[int, int] | None = None) -> AxiRun:
         """Stream encoded commands and data (``sim.core_program.encode_program``) concurrently, collect
-        ``drains`` result tiles, wait for the core to go idle and read the counters."""
+        ``drains`` result tiles, wait for the core to go idle and read the counters. ``prune``:
+        (tau, seed) loaded into the result-path pruner first; ``AxiRun.prune_sum`` then holds PRUNE_SUM."""
+        if prune is not None:
+            await self.load_pruner(*prune)
         drain_beats = self.config.tile_m * self.config.tile_n // self.config.lanes
         start_cycle, started = self.cycle(), time.perf_counter()
         # Each stream is one frame: the models drive a beat per cycle with no Python await per beat.
@@ -235,8 +251,9 @@ class AxiAccelerator:
         await self.wait_idle()
         cycles, seconds = self.cycle() - start_cycle, time.perf_counter() - started
         counters = await self.counters()
+        prune_sum = None if prune is None else await self.read_reg(regs.PRUNE_SUM)
         return AxiRun(frames=frames, tile_end_cycles=ends, counters=counters, cycles=cycles, seconds=seconds,
-                      tile_start_cycles=starts)
+                      tile_start_cycles=starts, prune_sum=prune_sum)
 
     async def run_program(self, program: Any) -> AxiRun:
         """Run a ``ref.contract.Program``; ``AxiRun.tiles`` holds the drained ``[tile_m, tile_n]`` tiles and
@@ -245,7 +262,8 @@ class AxiAccelerator:
         from sim.core_program import decode_drain, decode_drain_mask, encode_program
 
         encoded = encode_program(program, self.config)
-        run = await self.run_encoded(encoded.commands, encoded.data, encoded.drains)
+        prune = None if program.prune is None else (program.prune.tau, program.prune.seed)
+        run = await self.run_encoded(encoded.commands, encoded.data, encoded.drains, prune=prune)
         mask = (1 << self.config.result_bits) - 1  # drop tdata's padding bits
         run.tiles = [decode_drain([beat & mask for beat in frame], self.config) for frame in run.frames]
         run.masks = [decode_drain_mask([beat & mask for beat in frame], self.config) for frame in run.frames]

@@ -26,13 +26,14 @@ __all__ = ["CoreRun", "run_core_amaranth"]
 class CoreRun:
     """What the core produced: drained tiles in order, cycles from the first command to the last
     result beat (inclusive), the counter values at the end, each drained tile's ReLU mask bits and
-    the raw ``o_data`` beats of each drain."""
+    the raw ``o_data`` beats of each drain; ``prune_sum`` the pruner's sum (programs that prune)."""
 
     tiles: list[torch.Tensor]
     cycles: int
     counters: dict[str, int | list[int]]
     masks: list[torch.Tensor]
     beats: list[list[int]]
+    prune_sum: int | None = None
 
 
 def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, stall: float = 0.0,
@@ -54,7 +55,13 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
     expected = enc.drains * enc.drain_beats
     result: dict[str, object] = {}
 
+    # A program that prunes loads the pruner first (tau, seed), two cycles before any command.
+    setting = program.prune
+    lead = 0 if setting is None else 3
+
     async def source(ctx, port, items):
+        if lead:
+            await ctx.tick().repeat(lead)
         for item in items:
             while stall and rng.random() < stall:
                 ctx.set(port.valid, 0)
@@ -71,7 +78,13 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
         await source(ctx, dut.i_data, enc.data)
 
     async def sink(ctx):
-        cycle = 0
+        if setting is not None:
+            ctx.set(dut.prune_tau, setting.tau)
+            ctx.set(dut.prune_seed, setting.seed)
+            ctx.set(dut.prune_load, 1)
+            await ctx.tick()
+            ctx.set(dut.prune_load, 0)
+        cycle = 1 - lead if setting is not None else 0  # 0: the cycle the sources start
         while len(out_beats) < expected or not ctx.get(dut.idle):
             ready = not (stall and rng.random() < stall)
             ctx.set(dut.o_data.ready, ready)
@@ -89,6 +102,7 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
             for name in ("cycles", "macs_issued", "macs_dense", "input_starved", "output_stalled")
         }
         result["counters"]["lane_busy"] = [ctx.get(dut.counters.lane_busy[j]) for j in range(config.lanes)]
+        result["prune_sum"] = ctx.get(dut.prune_sum) if setting is not None else None
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -101,4 +115,5 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
     masks = [decode_drain_mask(out_beats[i * enc.drain_beats:(i + 1) * enc.drain_beats], config)
              for i in range(enc.drains)]
     return CoreRun(tiles=tiles, cycles=int(result.get("last", -1)) + 1, counters=result["counters"], masks=masks,
-                   beats=[out_beats[i * enc.drain_beats:(i + 1) * enc.drain_beats] for i in range(enc.drains)])
+                   beats=[out_beats[i * enc.drain_beats:(i + 1) * enc.drain_beats] for i in range(enc.drains)],
+                   prune_sum=result["prune_sum"])

@@ -49,7 +49,18 @@ def program_for_config(program: Program, config: StagConfig) -> None:
             raise ProgramMismatch(f"program {field} = {getattr(program, field)} but the core has "
                                   f"{field} = {getattr(config, field)}")
     limit = 1 << (config.operand_bits - 1)
+    setting = program.prune
+    if setting is not None:
+        if (setting.lfsr_width, setting.lfsr_taps) != (config.lfsr_width, config.lfsr_taps):
+            raise ProgramMismatch(f"program prune LFSR (width {setting.lfsr_width}, taps {setting.lfsr_taps:#x}) but "
+                                  f"the core has lfsr_width = {config.lfsr_width}, lfsr_taps = {config.lfsr_taps:#x}")
+        if setting.tau >= 1 << config.prune_tau_bits:
+            raise ProgramMismatch(f"program prune tau = {setting.tau}, but the core's tau has "
+                                  f"{config.prune_tau_bits} bits (0..{(1 << config.prune_tau_bits) - 1})")
     for i, cmd in enumerate(program.commands):
+        if isinstance(cmd, Drain) and cmd.prune and cmd.out_bits != config.operand_bits:
+            raise ProgramMismatch(f"commands[{i}] prunes with out_bits = {cmd.out_bits}; the result path prunes "
+                                  f"operand codes, out_bits = operand_bits = {config.operand_bits}")
         if cmd.acc >= config.accumulators:
             raise ProgramMismatch(f"commands[{i}].acc = {cmd.acc}, but the core has {config.accumulators} "
                                   f"accumulators (0..{config.accumulators - 1})")
@@ -115,7 +126,7 @@ def encode_program(program: Program, config: StagConfig) -> EncodedProgram:
             drains += 1
             fields = dict(op=OP_DRAIN, acc=cmd.acc, shift=cmd.shift,
                           out_bits=0 if cmd.out_bits is None else cmd.out_bits,
-                          rounding=ROUNDING_CODES[cmd.rounding], relu=int(cmd.relu))
+                          rounding=ROUNDING_CODES[cmd.rounding], relu=int(cmd.relu), prune=int(cmd.prune))
         commands.append(layout.const(fields).as_value().value)
         per_command.append(len(data) - start)
     return EncodedProgram(

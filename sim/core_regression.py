@@ -9,10 +9,11 @@ with random input starvation and output backpressure. Expected values come from 
 from __future__ import annotations
 
 from hw.config import StagConfig
+from ref.contract import PruneSetting
 from ref.contract.random_programs import MODES, random_program
 from sim.core_vectors import VectorCase, make_case
 
-__all__ = ["DENSITIES", "regression_cases"]
+__all__ = ["DENSITIES", "prune_cases", "regression_cases"]
 
 #: Operand / mask densities of the regression (the issue's list).
 DENSITIES: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
@@ -38,4 +39,26 @@ def regression_cases(config: StagConfig, seed: int, *, modes: tuple[str, ...] = 
             stalled = (mi + di) % 2 == 1
             cases.append(make_case(f"{mode}_d{round(density * 100):03d}", program, config,
                                    idle=0.3 if stalled else 0.0, stall=0.4 if stalled else 0.0))
+    return cases
+
+
+def prune_cases(config: StagConfig, seed: int, *, n_gemms: int | None = None) -> list[VectorCase]:
+    """Programs whose even output tiles drain pruned (the result-path pruner): a mid-range tau, a
+    tau of 1, a tau above the code range (the substitute saturates to qmax) and tau = 0 (bypass),
+    on different modes and densities; half under random stalls. Seeds and taus come from ``seed``."""
+    if n_gemms is None:
+        n_gemms = 4 if config.tile_m * config.tile_n * config.tile_k <= 4096 else 2
+    qmax = (1 << (config.operand_bits - 1)) - 1
+    plans = (("a", 0.7, max(1, qmax // 2)), ("all", 1.0, 1), ("b", 0.5, qmax + 3), ("dense", 1.0, 0))
+    cases = []
+    for i, (mode, density, tau) in enumerate(plans):
+        lfsr_seed = 1 + (seed * 7919 + i * 104729) % ((1 << config.lfsr_width) - 1)
+        setting = PruneSetting(tau=tau, seed=lfsr_seed, lfsr_width=config.lfsr_width, lfsr_taps=config.lfsr_taps)
+        program = random_program(
+            mode=mode, density=density, tile_m=config.tile_m, tile_n=config.tile_n, tile_k=config.tile_k,
+            operand_bits=config.operand_bits, acc_bits=config.acc_bits, n_gemms=n_gemms, k_tiles=2,
+            seed=seed * 1000 + 900 + i, prune=setting)
+        stalled = i % 2 == 1
+        cases.append(make_case(f"prune_{mode}_d{round(density * 100):03d}_tau{tau}", program, config,
+                               idle=0.3 if stalled else 0.0, stall=0.4 if stalled else 0.0))
     return cases

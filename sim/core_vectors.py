@@ -4,8 +4,8 @@ The pytest side (which has torch loaded) lowers and evaluates programs with ``re
 them here as plain integers; the testbench (``sim.tb_core``) only streams integers in and compares
 integers out, so the simulator process never imports torch. The file is JSON:
 ``{"cases": [{"name", "commands", "data", "expected", "drain_beats", "effectual_macs",
-"dense_macs", "idle", "stall"}, ...]}`` where ``expected`` holds the ``o_data`` beats ``ref``
-predicts (every drained value, packed as the core packs them).
+"dense_macs", "idle", "stall", "prune_tau", "prune_seed", "prune_sum"}, ...]}`` where ``expected``
+holds the ``o_data`` beats ``ref`` predicts (every drained value, packed as the core packs them).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class VectorCase:
     dense_macs: int
     idle: float = 0.0
     stall: float = 0.0
+    prune_tau: int | None = None     # the program's PruneSetting, loaded before it runs
+    prune_seed: int | None = None
+    prune_sum: int | None = None     # ref's sum of |g| over the pruning drains
 
 
 def _pack_tile(tile, relu_mask, config: StagConfig) -> list[int]:
@@ -68,7 +71,9 @@ def make_case(name: str, program: Program, config: StagConfig, *, idle: float = 
         name=name, commands=list(encoded.commands), data=list(encoded.data), expected=expected,
         drain_beats=encoded.drain_beats,
         effectual_macs=sum(c.effectual_macs for c in result.counts),
-        dense_macs=sum(c.dense_macs for c in result.counts), idle=idle, stall=stall)
+        dense_macs=sum(c.dense_macs for c in result.counts), idle=idle, stall=stall,
+        prune_tau=None if program.prune is None else program.prune.tau,
+        prune_seed=None if program.prune is None else program.prune.seed, prune_sum=result.prune_sum)
 
 
 def write_vectors(path: str | Path, cases: list[VectorCase]) -> Path:

@@ -89,7 +89,18 @@ async def test_registers(dut):
     assert await acc.read_reg(regs.ID) == 0x5354_4147
     assert await acc.read_reg(regs.config_offset("lanes")) == config.lanes
     last_counter = regs.counter_offset(len(regs.counter_names(config.lanes)) - 1, high=True)
-    for offset in (0x020, 0x03C, regs.CONFIG_BASE + 4 * len(regs.CONFIG_FIELDS), last_counter + 4, 0xFFC):
+    # The pruner's registers: PRUNE_TAU reads back; a zero seed is ignored (the LFSR would lock at
+    # 0); a nonzero seed loads and reads back; PRUNE_SUM starts at 0.
+    seed_mask = (1 << config.lfsr_width) - 1
+    assert await acc.read_reg(regs.PRUNE_SEED) == config.lfsr_seed
+    await acc.write_reg(regs.PRUNE_TAU, 5)
+    assert await acc.read_reg(regs.PRUNE_TAU) == 5
+    await acc.write_reg(regs.PRUNE_SEED, 0)
+    assert await acc.read_reg(regs.PRUNE_SEED) == config.lfsr_seed, "a zero seed was taken"
+    await acc.write_reg(regs.PRUNE_SEED, 0xA5A5_A5A5 & seed_mask)
+    assert await acc.read_reg(regs.PRUNE_SEED) == 0xA5A5_A5A5 & seed_mask
+    assert await acc.read_reg(regs.PRUNE_SUM) == 0
+    for offset in (0x02C, 0x03C, regs.CONFIG_BASE + 4 * len(regs.CONFIG_FIELDS), last_counter + 4, 0xFFC):
         await _expect_error(acc, offset, write=False)
         await _expect_error(acc, offset, write=True)
     assert await acc.read_reg(regs.SCRATCH) == 0xDE5A_BEEF, "an erroring write changed SCRATCH"
@@ -139,7 +150,8 @@ async def test_programs(dut):
         acc.set_gaps(rng, idle=case.idle, stall=case.stall)
         watch = _IrqWatch(acc)
         drains = len(case.expected) // case.drain_beats
-        run = await acc.run_encoded(case.commands, case.data, drains)
+        prune = None if case.prune_tau is None else (case.prune_tau, case.prune_seed)
+        run = await acc.run_encoded(case.commands, case.data, drains, prune=prune)
         acc.set_gaps(None)
         log_speed(run, case.name)
         if os.environ.get("STAG_SPEED_FILE"):      # sim.axi_speed: wall-clock figures stay out of the records
@@ -151,6 +163,9 @@ async def test_programs(dut):
             if g != want:
                 drain, beat = divmod(position, case.drain_beats)
                 raise AssertionError(f"{case.name}: drain {drain} beat {beat}: RTL {g:#x}, ref {want:#x}")
+        if case.prune_sum is not None:
+            assert run.prune_sum == case.prune_sum & 0xFFFF_FFFF, (
+                f"{case.name}: PRUNE_SUM {run.prune_sum}, ref {case.prune_sum}")
         ctr = run.counters
         issued_want = case.effectual_macs if config.sparse else case.dense_macs
         assert ctr["macs_issued"] == issued_want & wrap, (
@@ -178,6 +193,7 @@ async def test_programs(dut):
         assert int(dut.irq.value) == 0 and not await acc.status() & regs.STATUS_DONE
         watch.stop()
         write_record(case.name, {"values": got, "tile_end_cycles": run.tile_end_cycles, "counters": ctr,
+                                 "prune_sum": run.prune_sum,
                                  "cycles": run.cycles, "irq_rises": watch.rises})
         cocotb.log.info("%s: %d result beats match ref; %d MACs issued of %d dense", case.name, len(got),
                         ctr["macs_issued"], ctr["macs_dense"])

@@ -57,7 +57,9 @@ async def test_replay(dut):
         # cycles than any program needs (every MAC on one lane, every beat twice over).
         limit = 4 * (case.dense_macs + len(case.commands) + len(case.data) + len(case.expected)) + 10_000
         try:
-            run = await with_timeout(acc.run_encoded(case.commands, case.data, drains), limit * CLOCK_PERIOD_NS, "ns")
+            prune = None if case.prune_tau is None else (case.prune_tau, case.prune_seed)
+            run = await with_timeout(acc.run_encoded(case.commands, case.data, drains, prune=prune),
+                                     limit * CLOCK_PERIOD_NS, "ns")
         except SimTimeoutError:
             raise AssertionError(f"{case.name}: no end after {limit} cycles (the design hangs)") from None
         record = {
@@ -66,6 +68,7 @@ async def test_replay(dut):
             "tile_first_cycles": run.tile_start_cycles,
             "tile_end_cycles": run.tile_end_cycles,
             "counters": run.counters,
+            "prune_sum": run.prune_sum,
         }
         write_record(case.name, record)
         seconds = time.perf_counter() - started

@@ -40,7 +40,19 @@ async def test_programs(dut):
     wrap = (1 << config.counter_bits) - 1
     for index, case in enumerate(cases):
         rng = test_rng(case.name)
+        dut.prune_load.value = 0        # the pruner's inputs are driven in every case (no X in Icarus)
+        dut.prune_tau.value = 0
+        dut.prune_seed.value = 1
         counter = await reset_and_count(dut, start_clock=index == 0)
+        if case.prune_tau is not None:
+            # Load the result-path pruner: tau, seed, then two cycles before the first command.
+            dut.prune_tau.value = case.prune_tau
+            dut.prune_seed.value = case.prune_seed
+            dut.prune_load.value = 1
+            await RisingEdge(dut.clk)
+            dut.prune_load.value = 0
+            await RisingEdge(dut.clk)
+            await RisingEdge(dut.clk)
         # Commands go in as raw bits (already packed by sim.core_program).
         cmd_source = StreamSource(dut, "i_cmd", core_command_layout(config.acc_index_bits).size, clock=dut.clk,
                                   counter=counter, rng=rng, idle_probability=case.idle)
@@ -61,6 +73,9 @@ async def test_programs(dut):
                 row = beat * config.lanes // config.tile_n
                 raise AssertionError(f"{case.name}: drain {drain} beat {beat} (row {row}): RTL {g:#x}, ref {want:#x}")
         counters = _counters(dut, config)
+        if case.prune_sum is not None:
+            got_sum = int(dut.prune_sum.value)
+            assert got_sum == case.prune_sum, f"{case.name}: prune_sum {got_sum}, ref {case.prune_sum}"
         issued_want = case.effectual_macs if config.sparse else case.dense_macs
         assert counters["macs_issued"] == issued_want & wrap, (
             f"{case.name}: macs_issued {counters['macs_issued']}, ref {issued_want}")

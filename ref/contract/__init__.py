@@ -3,7 +3,7 @@
 See docs/contract.md. Public API:
 
 - formats:  BitmapTile, encode_bitmap, decode_bitmap, metadata_bits
-- commands: Operand, TileGemm, Drain, Region, Program
+- commands: Operand, TileGemm, Drain, Region, Program, PruneSetting
 - evaluate: evaluate, ProgramResult, CommandCount, drain_mask, wrap
 - lowering: lower_pass, run_pass, lower_gemm, gemm_formats, im2col, LoweredPass, PassResult
 - random_programs: random_program (random sparse programs for RTL verification and benchmarks)
@@ -11,7 +11,7 @@ See docs/contract.md. Public API:
   captured training traces)
 """
 
-from ref.contract.commands import Drain, Operand, Program, Region, TileGemm
+from ref.contract.commands import Drain, Operand, Program, PruneSetting, Region, TileGemm
 from ref.contract.evaluate import CommandCount, ProgramResult, drain_mask, evaluate, wrap
 from ref.contract.formats import BitmapTile, decode_bitmap, encode_bitmap, metadata_bits
 from ref.contract.lowering import LoweredPass, PassResult, gemm_formats, im2col, lower_gemm, lower_pass, run_pass
@@ -27,6 +27,7 @@ __all__ = [
     "PassResult",
     "Program",
     "ProgramResult",
+    "PruneSetting",
     "Region",
     "TileGemm",
     "TracePass",

@@ -16,6 +16,13 @@ Semantics (exact, integer; ``ref.contract.evaluate`` is the executable definitio
   With ``out_bits=None``: raw int64 read-out (``shift`` must be 0), then ReLU if ``relu``.
   Every drained element also leaves with its 1-bit ReLU mask ``value > 0``
   (``ref.contract.evaluate.drain_mask``), emitted on the core's result path.
+- ``Drain(..., prune=True)`` (requantized drains only): the drained codes ``g`` are then pruned on
+  the result path (Dai et al.; ``ref.stochastic_prune_codes.prune_codes`` with ``out_bits``-bit
+  codes): 0, ``g`` or ``sign(g)*min(tau, qmax(out_bits))``, with one LFSR draw per element in
+  drain order (tile by tile, row-major), none while ``tau = 0``. The program's
+  :class:`PruneSetting` gives ``tau`` and the LFSR (seeded when the program starts); the result
+  path also sums ``|g|`` over every pruned drain (``ProgramResult.prune_sum``), from which the host
+  forms the next tensor's ``tau`` (the pruner's previous-tau mode).
 """
 
 from __future__ import annotations
@@ -116,13 +123,15 @@ class TileGemm:
 
 @dataclass(frozen=True)
 class Drain:
-    """Read accumulator ``acc`` out, requantized (``out_bits`` set) or raw (``out_bits=None``)."""
+    """Read accumulator ``acc`` out, requantized (``out_bits`` set) or raw (``out_bits=None``);
+    ``prune``: stochastically prune the requantized codes on the result path (see the module doc)."""
 
     acc: int
     shift: int = 0
     out_bits: int | None = None
     rounding: Literal["half_away", "half_even", "floor"] = "half_away"
     relu: bool = False
+    prune: bool = False
 
     def __post_init__(self) -> None:
         if not _is_int(self.acc) or self.acc < 0:
@@ -138,6 +147,35 @@ class Drain:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
         if not isinstance(self.relu, bool):
             raise ValueError(f"relu must be a bool, got {self.relu!r}")
+        if not isinstance(self.prune, bool):
+            raise ValueError(f"prune must be a bool, got {self.prune!r}")
+        if self.prune and self.out_bits is None:
+            raise ValueError("prune needs a requantized drain (out_bits set): the pruner works on codes")
+
+
+@dataclass(frozen=True)
+class PruneSetting:
+    """The result path's pruner state at the start of a program: threshold and LFSR.
+
+    ``tau``: integer threshold (0 bypasses the pruner and draws nothing). ``seed``: the LFSR's state
+    at the program's start (1 .. 2**lfsr_width - 1); ``lfsr_width``/``lfsr_taps``: the LFSR
+    (``ref.lfsr.GaloisLFSR``), which the hardware fixes at generation.
+    """
+
+    tau: int
+    seed: int
+    lfsr_width: int
+    lfsr_taps: int
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.tau) or self.tau < 0:
+            raise ValueError(f"tau must be an int >= 0, got {self.tau!r}")
+        if not _is_int(self.lfsr_width) or not 2 <= self.lfsr_width <= 32:
+            raise ValueError(f"lfsr_width must be an int in [2, 32], got {self.lfsr_width!r}")
+        if not _is_int(self.seed) or not 0 < self.seed < 1 << self.lfsr_width:
+            raise ValueError(f"seed must be an int in [1, {(1 << self.lfsr_width) - 1}], got {self.seed!r}")
+        if not _is_int(self.lfsr_taps) or not 0 < self.lfsr_taps < 1 << self.lfsr_width:
+            raise ValueError(f"lfsr_taps must be a {self.lfsr_width}-bit mask, got {self.lfsr_taps!r}")
 
 
 Command = TileGemm | Drain
@@ -174,6 +212,7 @@ class Program:
                        B is [tile_k, tile_n] (ragged edges are zero-padded by the lowering).
         output_shape:  (rows, cols) of the output matrix the drains assemble into, or None.
         drain_regions: one Region per Drain, in program order (required when output_shape is set).
+        prune:         the pruner's threshold and LFSR at the start (needed when a Drain prunes).
     """
 
     commands: tuple[Command, ...]
@@ -183,6 +222,7 @@ class Program:
     tile_k: int
     output_shape: tuple[int, int] | None = None
     drain_regions: tuple[Region, ...] = field(default=())
+    prune: PruneSetting | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.acc_bits) or not 2 <= self.acc_bits <= MAX_ACC_BITS:
@@ -201,12 +241,16 @@ class Program:
                     )
             elif isinstance(cmd, Drain):
                 n_drains += 1
+                if cmd.prune and self.prune is None:
+                    raise ValueError(f"commands[{i}] prunes, so the program needs a PruneSetting (prune=...)")
             else:
                 raise ValueError(f"commands[{i}] must be a TileGemm or Drain, got {type(cmd).__name__}")
         if self.output_shape is not None and len(self.drain_regions) != n_drains:
             raise ValueError(
                 f"drain_regions must have one Region per Drain ({n_drains}), got {len(self.drain_regions)}"
             )
+        if self.prune is not None and not isinstance(self.prune, PruneSetting):
+            raise ValueError(f"prune must be a PruneSetting or None, got {self.prune!r}")
         if self.output_shape is None and self.drain_regions:
             raise ValueError("drain_regions requires output_shape")
         for j, reg in enumerate(self.drain_regions):

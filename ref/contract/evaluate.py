@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from ref.contract.commands import Drain, Program, TileGemm
+from ref.lfsr import GaloisLFSR
 from ref.numerics import requantize
 from ref.relu_mask_codes import relu_mask
+from ref.stochastic_prune_codes import prune_codes
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,14 @@ class ProgramResult:
             (elements no region covers are 0), or None when the program declares no output.
     counts: one CommandCount per command.
     masks:  the ReLU mask of each drained tile (:func:`drain_mask`), what the result path emits.
+    prune_sum: sum of |g| over the codes of every pruning Drain before pruning (None when the
+            program has no PruneSetting).
     """
 
     tiles: tuple[torch.Tensor, ...]
     output: torch.Tensor | None
     counts: tuple[CommandCount, ...]
+    prune_sum: int | None = None
 
     @property
     def masks(self) -> tuple[torch.Tensor, ...]:
@@ -114,6 +119,9 @@ def evaluate(program: Program) -> ProgramResult:
     accs: dict[int, torch.Tensor] = {}
     tiles: list[torch.Tensor] = []
     counts: list[CommandCount] = []
+    setting = program.prune
+    lfsr = None if setting is None else GaloisLFSR(setting.lfsr_width, setting.lfsr_taps, setting.seed)
+    prune_sum = None if setting is None else 0
     dense_per_gemm = program.tile_m * program.tile_n * program.tile_k
     for i, cmd in enumerate(program.commands):
         if isinstance(cmd, TileGemm):
@@ -122,9 +130,17 @@ def evaluate(program: Program) -> ProgramResult:
         else:
             if cmd.acc not in accs:
                 raise ValueError(f"Drain reads acc {cmd.acc}, which no earlier TileGemm wrote")
-            tiles.append(drain_tile(accs[cmd.acc], cmd))
+            tile = drain_tile(accs[cmd.acc], cmd)
+            if cmd.prune:
+                assert setting is not None and lfsr is not None and cmd.out_bits is not None  # Program checks
+                prune_sum += int(tile.abs().sum())
+                # One draw per element in drain order (row-major), none at tau = 0 (bypass).
+                draws = lfsr.draw_many(tile.numel()) if setting.tau else None
+                tile = prune_codes(tile, setting.tau, draws, operand_bits=cmd.out_bits, lfsr_width=setting.lfsr_width)
+            tiles.append(tile)
             counts.append(CommandCount(i, "drain", 0, 0))
-    return ProgramResult(tiles=tuple(tiles), output=_assemble(program, tiles), counts=tuple(counts))
+    return ProgramResult(tiles=tuple(tiles), output=_assemble(program, tiles), counts=tuple(counts),
+                         prune_sum=prune_sum)
 
 
 def _assemble(program: Program, tiles: list[torch.Tensor]) -> torch.Tensor | None:

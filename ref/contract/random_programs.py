@@ -44,7 +44,17 @@ from __future__ import annotations
 
 import torch
 
-from ref.contract.commands import FORMATS, MAX_ACC_BITS, ROUNDINGS, Drain, Operand, Program, Region, TileGemm
+from ref.contract.commands import (
+    FORMATS,
+    MAX_ACC_BITS,
+    ROUNDINGS,
+    Drain,
+    Operand,
+    Program,
+    PruneSetting,
+    Region,
+    TileGemm,
+)
 
 MODES: tuple[str, ...] = ("a", "b", "mask", "all", "dense")
 MAX_OPERAND_BITS = 32  # products of two 32-bit codes still fit the int64 evaluator (mod 2**64 wrap is exact)
@@ -124,6 +134,7 @@ def random_program(
     seed: int,
     a_format: str | None = None,
     b_format: str | None = None,
+    prune: PruneSetting | None = None,
 ) -> Program:
     """A random Program of ``n_gemms`` output tiles, each ``k_tiles`` TileGemms plus one Drain.
 
@@ -133,6 +144,10 @@ def random_program(
     (2..32) is the signed width of A and B codes, ``acc_bits`` (2..64) the accumulator width.
     ``a_format`` / ``b_format`` default to "bitmap" for an operand the mode makes sparse (A in
     modes a and all, B in b and all) and "dense" otherwise. Deterministic in ``seed`` (an int >= 0).
+
+    ``prune``: the program gets this PruneSetting and its even-numbered output tiles drain pruned
+    (``out_bits = operand_bits``, a shift that spreads the codes over the range, the tile's random
+    rounding and ReLU); the other drains and every operand are the same as without it.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -167,6 +182,13 @@ def random_program(
             a = Operand.of(_random_tile(tm, tk, da, operand_bits, gen), fa)
             b = Operand.of(_random_tile(tk, tn, db, operand_bits, gen), fb)
             commands.append(TileGemm(acc, a, b, out_mask=mask, accumulate=k > 0))
-        commands.append(_random_drain(acc, acc_bits, gen))
+        drain = _random_drain(acc, acc_bits, gen)
+        if prune is not None and t % 2 == 0:
+            # A product of two b-bit codes is ~2**(2b-2); sums of tile_k*k_tiles of them grow by
+            # about their square root: this shift leaves codes across the b-bit range.
+            shift = min(MAX_SHIFT, operand_bits - 1 + (tk * k_tiles).bit_length() // 2)
+            drain = Drain(acc, shift=shift, out_bits=operand_bits, rounding=drain.rounding, relu=drain.relu,
+                          prune=True)
+        commands.append(drain)
         regions.append(Region(t * tm, 0, tm, tn))
-    return Program(tuple(commands), acc_bits, tm, tn, tk, (n_gemms * tm, tn), tuple(regions))
+    return Program(tuple(commands), acc_bits, tm, tn, tk, (n_gemms * tm, tn), tuple(regions), prune=prune)

@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 from hw.config import preset
 from hw.layouts import ROUNDING_CODES
 from hw.requantize import Requantizer
-from ref.contract import Drain, Operand, Program, TileGemm, evaluate
+from ref.contract import Drain, Operand, Program, PruneSetting, TileGemm, evaluate
 from ref.contract.random_programs import random_program
 from ref.numerics import requantize
 from sim.core_amaranth import run_core_amaranth
@@ -165,3 +165,31 @@ def test_program_that_does_not_fit_the_core_is_rejected_with_the_field():
     wide = _program(dataclasses.replace(cfg, operand_bits=8, max_reduction=64), "dense", 1.0, 2)
     with pytest.raises(ProgramMismatch, match="acc_bits"):
         encode_program(wide, cfg)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("mode", ["a", "all", "dense"])
+def test_result_path_pruner_matches_ref(mode, sparse):
+    """Pruning drains (Dai et al. on the result path): every code, mask bit and the sum of |g| equal
+    ref's, with the LFSR draws running on across drains and skipping the unpruned drains; tau = 0
+    bypasses; a saturating tau (above qmax) substitutes qmax."""
+    cfg = dataclasses.replace(preset("tiny"), sparse=sparse)
+    qmax = (1 << (cfg.operand_bits - 1)) - 1
+    changed = 0
+    for seed, density, tau in ((21, 0.7, 3), (22, 1.0, 5), (23, 0.5, 0), (24, 0.9, qmax + 4), (25, 1.0, 1)):
+        print(f"mode={mode} sparse={sparse} density={density} tau={tau} seed={seed}")
+        setting = PruneSetting(tau=tau, seed=1 + seed * 7 % 250, lfsr_width=cfg.lfsr_width, lfsr_taps=cfg.lfsr_taps)
+        program = _program(cfg, mode, density, seed, n_gemms=4, prune=setting)
+        expected = evaluate(program)
+        run = run_core_amaranth(program, cfg, seed=seed, stall=0.3)
+        for got, want in zip(run.tiles, expected.tiles, strict=True):
+            assert torch.equal(got, want)
+        for got, want in zip(run.masks, expected.masks, strict=True):
+            assert torch.equal(got, want)
+        assert run.prune_sum == expected.prune_sum
+        unpruned = evaluate(dataclasses.replace(program, prune=None, commands=tuple(
+            dataclasses.replace(c, prune=False) if isinstance(c, Drain) else c for c in program.commands)))
+        changed += sum(int((a != b).sum()) for a, b in zip(expected.tiles, unpruned.tiles, strict=True))
+        if tau == 0:
+            assert all(torch.equal(a, b) for a, b in zip(expected.tiles, unpruned.tiles, strict=True))
+    assert changed > 0 and expected.prune_sum > 0  # the pruner changed codes: the comparison is not vacuous

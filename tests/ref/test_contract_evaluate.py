@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ref.contract import Drain, Operand, Program, Region, TileGemm, evaluate
+from ref.contract import Drain, Operand, Program, PruneSetting, Region, TileGemm, evaluate
+from ref.lfsr import GaloisLFSR
 
 SEED = 20240611
 
@@ -153,3 +154,61 @@ def test_invalid_programs_name_the_field() -> None:
         evaluate(Program((Drain(5),), 32, 1, 1, 1))
     with pytest.raises(ValueError, match="no earlier TileGemm cleared"):
         evaluate(Program((TileGemm(1, a, a, accumulate=True),), 32, 1, 1, 1))
+
+
+def _prune_program(tau: int, seed: int, prune_flags: tuple[bool, ...]) -> Program:
+    gen = torch.Generator().manual_seed(seed)
+    commands = []
+    for t, prune in enumerate(prune_flags):
+        a = torch.randint(-7, 8, (4, 8), generator=gen)
+        b = torch.randint(-7, 8, (8, 4), generator=gen)
+        commands += [TileGemm(t % 2, Operand.dense(a), Operand.dense(b)),
+                     Drain(t % 2, shift=3, out_bits=4, relu=t == 2, prune=prune)]
+    return Program(tuple(commands), 14, 4, 4, 8, prune=PruneSetting(tau, seed, 8, 0xB8))
+
+
+def test_pruning_drains_follow_the_pruner_model_in_drain_order() -> None:
+    """Pruning drains equal ``prune_codes`` on the requantized tiles with one draw per element of
+    the pruning drains only (tile by tile, row-major), from an LFSR seeded at the program start;
+    prune_sum is sum |g| before pruning; masks are of the pruned values."""
+    flags = (True, False, True, True)
+    for tau in (3, 9):
+        program = _prune_program(tau, 5, flags)
+        plain = evaluate(Program(tuple(Drain(c.acc, c.shift, c.out_bits, c.rounding, c.relu) if isinstance(c, Drain)
+                                       else c for c in program.commands), 14, 4, 4, 8))
+        got = evaluate(program)
+        lfsr = GaloisLFSR(8, 0xB8, 5)
+        total = 0
+        for tile, want_plain, prune in zip(got.tiles, plain.tiles, flags, strict=True):
+            if not prune:
+                assert torch.equal(tile, want_plain)
+                continue
+            total += int(want_plain.abs().sum())
+            draws = [lfsr.draw() for _ in range(tile.numel())]
+            for g, out, d in zip(want_plain.flatten().tolist(), tile.flatten().tolist(), draws, strict=True):
+                # The float rule of ALGORITHMS.md: |g| < u*tau -> 0; else g if |g| >= tau; else sign*tau.
+                if abs(g) < d / 256 * tau:
+                    assert out == 0
+                elif abs(g) >= tau:
+                    assert out == g
+                else:
+                    assert out == (1 if g > 0 else -1) * min(tau, 7)
+        assert got.prune_sum == total
+        assert all(torch.equal(mk, t > 0) for mk, t in zip(got.masks, got.tiles, strict=True))
+    # tau = 0: bypass, no draw consumed, but the sum still runs (it forms the next tensor's tau).
+    bypass = evaluate(_prune_program(0, 5, flags))
+    assert all(torch.equal(a, b) for a, b in zip(bypass.tiles, plain.tiles, strict=True))
+    assert bypass.prune_sum == total
+
+
+def test_invalid_pruning_names_the_field() -> None:
+    with pytest.raises(ValueError, match="prune needs a requantized drain"):
+        Drain(0, prune=True)
+    with pytest.raises(ValueError, match="needs a PruneSetting"):
+        Program((TileGemm(0, Operand.dense(torch.ones(4, 8, dtype=torch.int64)),
+                          Operand.dense(torch.ones(8, 4, dtype=torch.int64))),
+                 Drain(0, 1, 4, prune=True)), 14, 4, 4, 8)
+    with pytest.raises(ValueError, match="seed must be"):
+        PruneSetting(3, 0, 8, 0xB8)
+    with pytest.raises(ValueError, match="tau must be"):
+        PruneSetting(-1, 1, 8, 0xB8)

@@ -18,12 +18,13 @@ import torch
 from torch import nn
 
 from hw.config import preset
+from ref.contract import Drain, PruneSetting, evaluate, lower_pass
 from ref.contract.layer_step import ALGOS, LayerInputs, LayerStep, layer_inputs_from_trace, layer_step
 from ref.contract.trace_programs import make_digits_trace
 from ref.layer_ops import ConvGeometry
 from ref.layers import PolicyConv2d
 from ref.lfsr import GaloisLFSR
-from ref.numerics import qmax, quantize_symmetric, requantize, tau_float
+from ref.numerics import qmax, quantize_symmetric, requantize, tau_fixed, tau_float
 from ref.policies import (
     DensePolicy,
     IterationInfo,
@@ -34,7 +35,9 @@ from ref.policies import (
     stochastic_prune,
 )
 from ref.resprop_codes import threshold_value
+from ref.stochastic_prune_codes import prune_codes
 from ref.traces import load_trace
+from sim.core_amaranth import run_core_amaranth
 from sim.layer_chain import run_layer_chain, step_params
 
 CONFIG = preset("tiny")
@@ -264,3 +267,41 @@ def test_quantized_step_is_within_bound_of_float_layer(steps, algo):
     assert torch.equal(step.a, z.clamp(min=0))
     assert float(err_y.max()) <= bound_y + unit / 2, (float(err_y.max()), bound_y + unit / 2)
     print(f"{algo}: dW err {err_w:.3g} <= {bound_w:.3g}; Y err {float(err_y.max()):.3g} <= {bound_y + unit / 2:.3g}")
+
+
+def test_bwi_drain_prunes_the_gradient_on_the_result_path(steps):
+    """Dai et al. where the gradient is produced: conv2's BWI on real trace codes drains dX (the
+    previous layer's dY) pruned on the core's result path. The RTL equals ref tile for tile; ref
+    equals ``prune_codes`` of the unpruned dX in drain order; and the RTL's sum of |g| gives the
+    tau the unit would compute for that tensor (the previous-tau mode closes on chip)."""
+    _, inp, _ = steps("stochastic_prune")
+    b, f = PARAMS.operand_bits, PARAMS.prune_frac_bits
+    lowered = lower_pass("conv2d", "bwi", dy=inp.dy, w=inp.w, x_shape=tuple(inp.x.shape), stride=inp.stride,
+                         padding=inp.padding, a_format="bitmap", b_format="dense", tiles=PARAMS.tiles,
+                         acc_bits=PARAMS.acc_bits, drain=Drain(0, inp.bwi_shift, b, "half_away"))
+    plain = evaluate(lowered.program)
+    dx = lowered.reassemble(plain.output)
+    tau = tau_fixed(dx, inp.prune_c_fixed, f)
+    seed = 0x5A
+    print(f"tau={tau} lfsr seed={seed:#x} stall={STALL}")
+    assert 0 < tau <= qmax(b)
+    program = dataclasses.replace(
+        lowered.program,
+        commands=tuple(dataclasses.replace(c, prune=True) if isinstance(c, Drain) else c
+                       for c in lowered.program.commands),
+        prune=PruneSetting(tau, seed, CONFIG.lfsr_width, CONFIG.lfsr_taps))
+    want = evaluate(program)
+    run = run_core_amaranth(program, CONFIG, seed=seed, stall=STALL)
+    for got, exp in zip(run.tiles, want.tiles, strict=True):
+        assert torch.equal(got, exp)
+    for got, exp in zip(run.masks, want.masks, strict=True):
+        assert torch.equal(got, exp)
+    # ref's pruned tiles are prune_codes of the unpruned tiles, one draw per drained element in order.
+    lfsr = GaloisLFSR(CONFIG.lfsr_width, CONFIG.lfsr_taps, seed)
+    for tile, unpruned in zip(want.tiles, plain.tiles, strict=True):
+        draws = lfsr.draw_many(unpruned.numel())
+        assert torch.equal(tile, prune_codes(unpruned, tau, draws, operand_bits=b, lfsr_width=CONFIG.lfsr_width))
+    assert not torch.equal(torch.stack(want.tiles), torch.stack(plain.tiles))
+    assert run.prune_sum == want.prune_sum == int(dx.abs().sum())
+    n = dx.numel()
+    assert inp.prune_c_fixed * run.prune_sum // (n << f) == tau
