@@ -10,8 +10,9 @@ from stag.synth import synthesize_ecp5
 def test_core_synthesizes_and_routes_on_ecp5(tmp_path):
     config = preset("tiny")
     report = synthesize_ecp5(generate(config, tmp_path / "rtl"), tmp_path / "synth")
-    # One multiplier per lane; a 4x4-bit product fits a single MULT18X18D.
-    assert report.dsp == config.lanes
+    # Two multipliers per lane, each in a single MULT18X18D: the lane's 4x4-bit product and the
+    # result-path pruner's draw x tau (8 x 7 bits) for that lane's element of a result beat.
+    assert report.dsp == 2 * config.lanes
     # At least each lane's MAC pipeline registers (operands, product, accumulator) and the counters.
     assert report.ff >= config.lanes * (2 * config.operand_bits + config.product_bits + config.acc_bits) + (
         5 + config.lanes) * config.counter_bits
@@ -30,8 +31,9 @@ def test_module_costs_cover_the_top_and_every_unit(tmp_path):
     costs = module_costs(design, tmp_path / "cost", progress=lines.append)
     assert list(costs) == ["top", "pe_lane", "lfsr"]
     assert len(lines) == 3
-    # The core has one multiplier per lane, the lone PE lane one, the LFSR none.
-    assert [costs[k].dsp for k in costs] == [config.lanes, 1, 0]
+    # The core has two multipliers per lane (the MAC and the result-path pruner's draw x tau), the
+    # lone PE lane one, the LFSR none.
+    assert [costs[k].dsp for k in costs] == [2 * config.lanes, 1, 0]
     # The LFSR keeps at least its state in flip-flops.
     assert costs["lfsr"].ff >= config.lfsr_width
     assert costs["top"].lut4 > costs["pe_lane"].lut4 > 0
