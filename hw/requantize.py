@@ -60,7 +60,6 @@ class Requantizer(wiring.Component):
 
     def __init__(self, acc_bits: int, tau_bits: int = 1, code_bits: int | None = None) -> None:
         self._acc_bits = acc_bits
-        self._tau_bits = tau_bits
         super().__init__({
             "i_value": In(signed(acc_bits)),
             "i_shift": In(6),
@@ -188,9 +187,8 @@ class Requantizer(wiring.Component):
 
         # ---- pruning: every test from registered operands, in parallel with the saturation ----
         def below(x_m1):
-            """|g| < x, given x - 1 (|rounded| <= x - 1, or limit <= x - 1)."""
-            x = x_m1
-            return ((s_rounded <= x) & ~(s_rounded + x)[-1]) | (s_limit <= x)
+            """|g| < x, given x - 1: -(x - 1) <= rounded <= x - 1, or limit <= x - 1."""
+            return ((s_rounded <= x_m1) & ~(s_rounded + x_m1)[-1]) | (s_limit <= x_m1)
 
         pruning = s_prune & (self.i_tau != 0)
         drop = below(self.i_draw_m1)
