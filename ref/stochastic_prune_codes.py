@@ -31,13 +31,15 @@ previous tensor's tau), then sets the register to the current tensor's tau.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from ref.lfsr import GaloisLFSR
 from ref.numerics import qmax, tau_fixed
 
-__all__ = ["MODES", "PrunerModel", "prune_codes"]
+__all__ = ["MODES", "PrunerModel", "mean_deviation_bound", "prune_codes"]
 
 #: Tensor modes of the pruner, in the order of their hardware encoding (0, 1).
 MODES: tuple[str, ...] = ("two_pass", "previous")
@@ -74,6 +76,22 @@ def prune_codes(q: torch.Tensor, tau: int, draws, *, operand_bits: int, lfsr_wid
     out = torch.where(a < tau, sub, q.reshape(-1))
     out = torch.where(drop, torch.zeros_like(out), out)
     return out.reshape(q.shape)
+
+
+def mean_deviation_bound(g: int, tau: int, *, lfsr_width: int, count: int, z: float) -> float:
+    """The largest ``|mean - g|`` of ``count`` pruned outputs of one code ``g`` (``0 < |g| < tau <= qmax``)
+    that is consistent with unbiased pruning: the discrete-uniform bias plus ``z`` standard errors.
+
+    With draws uniform on ``1 .. 2**w - 1`` the keep probability is
+    ``floor(|g| * 2**w / tau) / (2**w - 1)``, which differs from ``|g| / tau`` by less than
+    ``1 / (2**w - 1)``: a bias below ``tau / (2**w - 1)`` in the mean. Each output is ``±tau`` or 0,
+    with variance ``tau * |g| - g**2``; the draws are treated as independent.
+    """
+    if not (isinstance(g, int) and isinstance(tau, int) and 0 < abs(g) < tau):
+        raise ValueError(f"need integers with 0 < |g| < tau, got g={g!r}, tau={tau!r}")
+    if not (isinstance(count, int) and count > 0):
+        raise ValueError(f"count must be a positive int, got {count!r}")
+    return tau / ((1 << lfsr_width) - 1) + z * math.sqrt((tau * abs(g) - g * g) / count)
 
 
 class PrunerModel:

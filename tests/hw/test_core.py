@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from statistics import NormalDist
 
 import pytest
 import torch
@@ -18,7 +19,9 @@ from hw.layouts import ROUNDING_CODES
 from hw.requantize import Requantizer
 from ref.contract import Drain, Operand, Program, PruneSetting, TileGemm, evaluate
 from ref.contract.random_programs import random_program
+from ref.lfsr import DEFAULT_TAPS, GaloisLFSR
 from ref.numerics import requantize
+from ref.stochastic_prune_codes import mean_deviation_bound
 from sim.core_amaranth import run_core_amaranth
 from sim.core_program import ProgramMismatch, encode_program, mask_beats_from_drain
 
@@ -193,3 +196,52 @@ def test_result_path_pruner_matches_ref(mode, sparse):
         if tau == 0:
             assert all(torch.equal(a, b) for a, b in zip(expected.tiles, unpruned.tiles, strict=True))
     assert changed > 0 and expected.prune_sum > 0  # the pruner changed codes: the comparison is not vacuous
+
+
+def test_result_path_pruner_outputs_are_unbiased():
+    """The core's own pruned drains are unbiased (Dai et al.): E[g_hat] = g within the
+    discrete-uniform bias bound, over 3000 draws per code.
+
+    One GEMM puts every code of ``values`` into a tiny-core tile (A = identity, B = the codes), and
+    750 pruning drains read that tile again (a drain leaves the accumulator as it is), each with
+    fresh LFSR draws (16-bit, so the draws do not repeat within the run). Tolerance:
+    ``mean_deviation_bound`` with z = 4.0 per code (false alarm below 4 * 6.3e-5). The outputs are
+    also checked against ref's ``prune_codes`` draw for draw, and the same statistic on outputs of
+    a deliberately biased rule (the draws cut to their top 3 bits) from the same draws must fail.
+    """
+    cfg = dataclasses.replace(preset("tiny"), lfsr_width=16, lfsr_taps=DEFAULT_TAPS[16])
+    tau, drains, seed = 7, 750, 0x5EED
+    values = [1, -2, 3, -5]  # all below tau = qmax, so outputs are 0 or sign(g) * tau
+    print(f"tau={tau} drains={drains} lfsr seed={seed:#x}")
+    b = torch.tensor([[values[(r + c) % len(values)] for c in range(cfg.tile_n)] for r in range(cfg.tile_k)])
+    a = torch.eye(cfg.tile_m, cfg.tile_k, dtype=torch.int64)
+    tile = a @ b  # each code appears tile_m * tile_n / len(values) times per drain
+    drain = Drain(acc=0, out_bits=cfg.operand_bits, prune=True)
+    program = Program(commands=(TileGemm(0, Operand.dense(a), Operand.dense(b)),) + (drain,) * drains,
+                      acc_bits=cfg.acc_bits, tile_m=cfg.tile_m, tile_n=cfg.tile_n, tile_k=cfg.tile_k,
+                      prune=PruneSetting(tau=tau, seed=seed, lfsr_width=cfg.lfsr_width, lfsr_taps=cfg.lfsr_taps))
+    run = run_core_amaranth(program, cfg, seed=3, stall=0.1)
+    assert all(torch.equal(got, want) for got, want in zip(run.tiles, evaluate(program).tiles, strict=True))
+
+    z = -NormalDist().inv_cdf(6.3e-5 / 2)
+    assert round(z, 1) == 4.0
+    outs = torch.stack(run.tiles).reshape(drains, -1)
+    draws = torch.tensor(GaloisLFSR(cfg.lfsr_width, cfg.lfsr_taps, seed).draw_many(outs.numel()).tolist())
+    coarse = (draws >> 13) << 13
+    biased = torch.where((tile.abs().reshape(1, -1).expand(drains, -1).reshape(-1) << 16) < coarse * tau,
+                         0, tau * tile.sign().reshape(1, -1).expand(drains, -1).reshape(-1)).reshape(drains, -1)
+
+    def failures(outputs: torch.Tensor) -> list[str]:
+        found = []
+        for g in values:
+            mine = outputs[:, (tile == g).reshape(-1)].reshape(-1)
+            assert mine.numel() == 3000
+            bound = mean_deviation_bound(g, tau, lfsr_width=cfg.lfsr_width, count=mine.numel(), z=z)
+            mean = mine.double().mean().item()
+            if abs(mean - g) > bound:
+                found.append(f"g={g}: mean {mean:.3f} off by {abs(mean - g):.3f} > {bound:.3f}")
+        return found
+
+    assert set(outs.unique().tolist()) <= {0, tau, -tau}
+    assert failures(outs) == []
+    assert len(failures(biased)) >= 2  # the statistic can fail

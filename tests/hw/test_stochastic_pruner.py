@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 from hw.stochastic_pruner import PruneMode, StochasticPruner
 from ref.lfsr import DEFAULT_TAPS, GaloisLFSR
 from ref.numerics import qmax, quantize_symmetric, tau_constant, tau_fixed, to_fixed
-from ref.stochastic_prune_codes import PrunerModel
+from ref.stochastic_prune_codes import PrunerModel, mean_deviation_bound
 
 FRAC_BITS = 12
 
@@ -301,17 +301,11 @@ def test_full_period_keep_counts_are_exact():
 
 
 def unbiased_failures(samples: dict[int, list[int]], tau: int, width: int, z: float) -> list[str]:
-    """Values whose sample mean is further from g than the discrete bias bound plus z standard errors.
-
-    Keep probability with draws uniform on {1..2**w-1}: floor(|g| 2**w / tau) / (2**w - 1), which
-    differs from |g| / tau by less than 1 / (2**w - 1): a bias below tau / (2**w - 1) in the mean.
-    Per-element variance of the output: tau |g| - g**2 (Bernoulli times tau).
-    """
+    """Values whose sample mean is further from g than ``mean_deviation_bound`` allows."""
     failures = []
     for g, outs in samples.items():
-        m = len(outs)
-        bound = tau / ((1 << width) - 1) + z * math.sqrt((tau * abs(g) - g * g) / m)
-        mean = sum(outs) / m
+        bound = mean_deviation_bound(g, tau, lfsr_width=width, count=len(outs), z=z)
+        mean = sum(outs) / len(outs)
         if abs(mean - g) > bound:
             failures.append(f"g={g}: mean {mean:.3f} off by {abs(mean - g):.3f} > {bound:.3f}")
     return failures

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 from ref.lfsr import DEFAULT_TAPS, GaloisLFSR
 from ref.numerics import qmax, tau_fixed, to_fixed
 from ref.policies.stochastic_prune import stochastic_prune
-from ref.stochastic_prune_codes import PrunerModel, prune_codes
+from ref.stochastic_prune_codes import PrunerModel, mean_deviation_bound, prune_codes
 
 
 def float_rule(q: torch.Tensor, tau: int, draws: torch.Tensor, width: int, bits: int) -> torch.Tensor:
@@ -87,3 +89,13 @@ def test_invalid_inputs():
         prune_codes(q, 3, [1, 256], operand_bits=8, lfsr_width=8)
     with pytest.raises(ValueError, match="mode must be one of"):
         PrunerModel(operand_bits=8, lfsr=GaloisLFSR()).run(q, c_fixed=1, frac_bits=0, mode="next")
+
+
+def test_mean_deviation_bound_is_bias_plus_standard_errors_and_rejects_bad_input():
+    # tau = 7, g = -3: outputs are 0 or -7, variance 7 * 3 - 9 = 12; bias bound 7 / (2**4 - 1).
+    assert mean_deviation_bound(-3, 7, lfsr_width=4, count=48, z=2.0) == pytest.approx(7 / 15 + 2.0 * 0.5)
+    for g, tau in ((0, 7), (7, 7), (-9, 7)):
+        with pytest.raises(ValueError, match=re.escape("0 < |g| < tau")):
+            mean_deviation_bound(g, tau, lfsr_width=4, count=10, z=1.0)
+    with pytest.raises(ValueError, match="count must be a positive int"):
+        mean_deviation_bound(1, 7, lfsr_width=4, count=0, z=1.0)
