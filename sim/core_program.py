@@ -33,6 +33,8 @@ class EncodedProgram:
         drain_beats:   ``o_data`` beats per drain (``tile_m * tile_n / lanes``).
         drains:        number of drains (so ``drains * drain_beats`` beats come out).
         data_per_command: data beats of each command (0 for a drain), for progress and model checks.
+        compressed:    ``(first beat, beats, codes)`` of each bitmap-compressed operand vector in
+                       ``data``, in stream order: where a bitmap encoder's output goes.
     """
 
     commands: tuple[int, ...]
@@ -40,6 +42,7 @@ class EncodedProgram:
     drain_beats: int
     drains: int
     data_per_command: tuple[int, ...]
+    compressed: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
 
 
 def program_for_config(program: Program, config: StagConfig) -> None:
@@ -102,7 +105,15 @@ def encode_program(program: Program, config: StagConfig) -> EncodedProgram:
     commands: list[int] = []
     data: list[int] = []
     per_command: list[int] = []
+    compressed: list[tuple[int, int, tuple[int, ...]]] = []
     drains = 0
+
+    def add_vector(vector: torch.Tensor, bitmap: bool) -> None:
+        beats = _vector_beats(vector, bitmap, config)
+        if bitmap:
+            compressed.append((len(data), len(beats), tuple(int(v) for v in vector.tolist())))
+        data.extend(beats)
+
     for cmd in program.commands:
         start = len(data)
         if isinstance(cmd, TileGemm):
@@ -113,9 +124,9 @@ def encode_program(program: Program, config: StagConfig) -> EncodedProgram:
             a = cmd.a.to_dense()
             b = cmd.b.to_dense()
             for r in range(config.tile_m):
-                data += _vector_beats(a[r], a_bitmap, config)
+                add_vector(a[r], a_bitmap)
             for c in range(config.tile_n):
-                data += _vector_beats(b[:, c], b_bitmap, config)
+                add_vector(b[:, c], b_bitmap)
             if cmd.out_mask is not None:
                 for r in range(config.tile_m):
                     bits = sum(1 << c for c, v in enumerate(cmd.out_mask[r].tolist()) if v)
@@ -131,7 +142,7 @@ def encode_program(program: Program, config: StagConfig) -> EncodedProgram:
         per_command.append(len(data) - start)
     return EncodedProgram(
         commands=tuple(commands), data=tuple(data), drain_beats=config.tile_m * config.tile_n // config.lanes,
-        drains=drains, data_per_command=tuple(per_command))
+        drains=drains, data_per_command=tuple(per_command), compressed=tuple(compressed))
 
 
 def decode_drain_mask(beats: list[int], config: StagConfig) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """One layer step of each algorithm on the RTL: the core and the generated units in the Amaranth simulator.
 
 ``run_layer_chain(inputs, config)`` runs ``ref.contract.layer_step.layer_step`` (the composition:
-which program or unit runs when, and the host's glue) with :class:`RtlBackend`, which executes
-every program on ``hw.core.SparseCore`` (``sim.core_amaranth.run_core_amaranth``) and every unit
-call on a fresh component from ``hw.units.build_unit(config, name)``. Data moves between them in
-Python as a host driver would move it: encode a tensor into the unit's stream beats (the wire
-formats of ``ref.relu_mask_codes`` and docs/core.md), simulate, decode the output beats. Nothing
+which program or unit command runs when, and the host's glue) with :class:`RtlBackend`, which
+executes every program on ``hw.core.SparseCore`` (``sim.core_amaranth.run_core_amaranth``), with
+its bitmap-compressed operands made by ``hw.bitmap_codec.BitmapEncoder``, and every unit command
+(``ref.contract.units``) on a fresh component from ``hw.units.build_unit(config, name)``. Data
+moves between them in Python as a host driver would move it: encode a tensor into the unit's
+stream beats (the wire formats of ``ref.relu_mask_codes``, ``ref.bitmap_codec`` and
+docs/core.md), simulate, decode the output beats. Nothing
 the backend returns is computed in Python; the host glue of the step (lowering, reassembly,
 ReSprop's broadcast add and requantization) is the same code for the RTL and the reference.
 """
@@ -22,11 +24,27 @@ from hw.config import StagConfig
 from hw.resprop import resprop_command_layout
 from hw.stochastic_pruner import PruneMode
 from hw.units import build_unit
-from ref.contract import Program
-from ref.contract.layer_step import LayerInputs, LayerStep, StepParams, TopKOut, layer_step
+from ref import bitmap_codec as codec
+from ref.contract import BitmapTile, Program, decode_bitmap, encode_bitmap
+from ref.contract.layer_step import LayerInputs, LayerStep, StepParams, layer_step
+from ref.contract.units import (
+    BitmapDecode,
+    BitmapEncode,
+    MaskApply,
+    PruneOut,
+    ReluMaskEmit,
+    ReluMaskOut,
+    ReSpropDifference,
+    ReSpropOut,
+    StochasticPrune,
+    TopKOut,
+    TopKSelect,
+    UnitCommand,
+    UnitResult,
+)
 from ref.relu_mask_codes import bitmap_beats, pack_codes, unpack_bitmap, unpack_codes
-from ref.resprop_codes import PassResult as ReSpropPass
 from sim.core_amaranth import run_core_amaranth
+from sim.core_program import encode_program
 
 __all__ = ["RtlBackend", "run_layer_chain", "step_params"]
 
@@ -115,9 +133,36 @@ class RtlBackend:
 
     # -- core ------------------------------------------------------------------------------------
     def gemm(self, program: Program) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        run = run_core_amaranth(program, self.config, seed=self._rng.randrange(1 << 30), stall=self.stall)
+        """The program on the core; its bitmap-compressed operand vectors come from the bitmap
+        encoder (the host sends the encoder dense vectors and forwards its output to the core)."""
+        enc = encode_program(program, self.config)
+        data = list(enc.data)
+        if enc.compressed:
+            beats = self.encode_vectors([list(codes) for _, _, codes in enc.compressed])
+            for (first, count, _), got in zip(enc.compressed, beats, strict=True):
+                data[first:first + count] = got
+        run = run_core_amaranth(program, self.config, seed=self._rng.randrange(1 << 30), stall=self.stall,
+                                data=data)
         self.log.append(("core", run.cycles))
         return run.tiles, run.masks
+
+    def unit(self, command: UnitCommand) -> UnitResult:
+        """One unit command on a fresh component of the unit that runs it."""
+        if isinstance(command, ReluMaskEmit):
+            return self._relu_emit(command)
+        if isinstance(command, MaskApply):
+            return self._mask_apply(command)
+        if isinstance(command, StochasticPrune):
+            return self._prune(command)
+        if isinstance(command, TopKSelect):
+            return self._topk(command)
+        if isinstance(command, ReSpropDifference):
+            return self._resprop(command)
+        if isinstance(command, BitmapEncode):
+            return self._bitmap_encode(command)
+        if isinstance(command, BitmapDecode):
+            return self._bitmap_decode(command)
+        raise ValueError(f"not a unit command: {type(command).__name__}")
 
     # -- ReLU mask units: tensors travel as tile_k-code vectors (zero-padded at the end) ---------
     def _vectors(self, t: torch.Tensor) -> list[list[int]]:
@@ -126,8 +171,8 @@ class RtlBackend:
         flat += [0] * (-len(flat) % ve)
         return [flat[i:i + ve] for i in range(0, len(flat), ve)]
 
-    def relu_emit(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config
+    def _relu_emit(self, command: ReluMaskEmit) -> ReluMaskOut:
+        cfg, z = self.config, command.z
         ob, be, ve = cfg.operand_bits, cfg.bus_elems, cfg.tile_k
         vectors = self._vectors(z)
         beats = [b for v in vectors for b in pack_codes(v, be, ob)]
@@ -138,14 +183,14 @@ class RtlBackend:
         mask = [m for i in range(len(vectors))
                 for m in unpack_bitmap(got["o_mask"][i * mask_beats:(i + 1) * mask_beats], ve, cfg.bus_bits)]
         self.log.append(("relu_mask", len(beats)))
-        return (torch.tensor(act, dtype=torch.int64).reshape(z.shape),
-                torch.tensor(mask[:z.numel()], dtype=torch.bool).reshape(z.shape))
+        return ReluMaskOut(torch.tensor(act, dtype=torch.int64).reshape(z.shape),
+                           torch.tensor(mask[:z.numel()], dtype=torch.bool).reshape(z.shape))
 
-    def mask_apply(self, dx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
+    def _mask_apply(self, command: MaskApply) -> torch.Tensor:
+        cfg, dx = self.config, command.dx
         ob, be = cfg.operand_bits, cfg.bus_elems
         vectors = self._vectors(dx)
-        masks = [[bool(m) for m in v] for v in self._vectors(mask.to(torch.int64))]
+        masks = [[bool(m) for m in v] for v in self._vectors(command.mask.to(torch.int64))]
         data = [b for v in vectors for b in pack_codes(v, be, ob)]
         mbeats = [b for k in masks for b in bitmap_beats(k, cfg.bus_bits)]
         got, _ = _drive(build_unit(cfg, "mask_apply"), {"i_data": data, "i_mask": mbeats},
@@ -154,20 +199,23 @@ class RtlBackend:
         return torch.tensor(unpack_codes(got["o_data"], be, ob)[:dx.numel()], dtype=torch.int64).reshape(dx.shape)
 
     # -- stochastic pruner -------------------------------------------------------------------------
-    def prune(self, q: torch.Tensor, *, c_fixed: int, seed: int) -> tuple[torch.Tensor, int]:
+    def _prune(self, command: StochasticPrune) -> PruneOut:
+        q = command.codes
         codes = q.flatten().tolist()
         unit = build_unit(self.config, "stochastic_pruner")
-        ctrl = {"mode": PruneMode.TWO_PASS, "n": len(codes), "c_fixed": c_fixed}
+        ctrl = {"mode": PruneMode.TWO_PASS, "n": len(codes), "c_fixed": command.c_fixed}
         # The reseed is taken at once (i_seed is always ready); draws start after the summing pass.
-        got, finals = _drive(unit, {"i_seed": [seed], "i_ctrl": [ctrl], "i_stream": codes + codes},
+        got, finals = _drive(unit, {"i_seed": [command.seed], "i_ctrl": [ctrl], "i_stream": codes + codes},
                              {"o_stream": len(codes)}, self._rng, stall=self.stall, read_after=("tau",))
         self.log.append(("stochastic_pruner", 2 * len(codes)))
-        return torch.tensor(got["o_stream"], dtype=torch.int64).reshape(q.shape), int(finals["tau"])
+        return PruneOut(torch.tensor(got["o_stream"], dtype=torch.int64).reshape(q.shape), int(finals["tau"]))
 
     # -- top-K ---------------------------------------------------------------------------------------
-    def topk(self, codes: torch.Tensor, *, k: int, slice_len: int) -> TopKOut:
+    def _topk(self, command: TopKSelect) -> TopKOut:
+        codes = command.codes
         flat = codes.flatten().tolist()
-        cmd = {"n": len(flat), "k": k, "slice_len": slice_len, "period": 1, "restart": 0, "force": 1}
+        cmd = {"n": len(flat), "k": command.k, "slice_len": command.slice_len, "period": 1, "restart": 0,
+               "force": 1}
         got, _ = _drive(build_unit(self.config, "topk"), {"i_cmd": [cmd], "i_data": flat},
                         {"o_data": len(flat), "o_status": 1}, self._rng, stall=self.stall)
         status = got["o_status"][0]
@@ -178,22 +226,60 @@ class RtlBackend:
                        threshold=int(status.threshold), kept=int(status.kept))
 
     # -- ReSprop -------------------------------------------------------------------------------------
-    def resprop(self, p: list[int], dy: list[int], *, n_samples: int, elems: int, sample: int,
-                load: tuple[int, int], target_cp: int) -> ReSpropPass:
+    def _resprop(self, command: ReSpropDifference) -> ReSpropOut:
+        """A dense one-sample pass stores ``p`` in the fresh unit, then the sparse pass over dY."""
         cfg = self.config
+        p, dy = command.p.flatten().tolist(), command.dy.flatten().tolist()
         layout = resprop_command_layout(cfg.operand_bits, cfg.resprop_max_elems, cfg.resprop_max_batch)
-        store = {"n_samples": 1, "elems": elems, "sample": 0, "dense": 1, "target": target_cp,
+        store = {"n_samples": 1, "elems": len(p), "sample": 0, "dense": 1, "target": command.target_cp,
                  "load_thr": 0, "thr_mant": 0, "thr_exp": 0}
-        sparse = {"n_samples": n_samples, "elems": elems, "sample": sample, "dense": 0, "target": target_cp,
-                  "load_thr": 1, "thr_mant": load[0], "thr_exp": load[1]}
+        sparse = {"n_samples": command.dy.shape[0], "elems": len(p), "sample": command.sample, "dense": 0,
+                  "target": command.target_cp, "load_thr": 1, "thr_mant": command.load[0],
+                  "thr_exp": command.load[1]}
         got, _ = _drive(build_unit(cfg, "resprop"), {"i_cmd": [layout.const(store), layout.const(sparse)],
-                                                     "i_dy": list(p) + list(dy)},
+                                                     "i_dy": p + dy},
                         {"o_s": len(p) + len(dy), "o_done": 2}, self._rng, stall=self.stall)
         done = got["o_done"][1]
         self.log.append(("resprop", len(p) + len(dy)))
-        # ``stored`` is not on the unit's ports; it restates the command (the step does not use it).
-        return ReSpropPass(s=[int(v) for v in got["o_s"][len(p):]], nnz=int(done.nnz), thr_used=int(done.thr_used),
-                           exp_after=int(done.thr_exp), stored=sample < n_samples)
+        s = torch.tensor([int(v) for v in got["o_s"][len(p):]], dtype=torch.int64).reshape(command.dy.shape)
+        return ReSpropOut(s=s, nnz=int(done.nnz), thr_used=int(done.thr_used), exp_after=int(done.thr_exp))
+
+    # -- bitmap codec --------------------------------------------------------------------------------
+    def _geometry(self) -> dict[str, int]:
+        cfg = self.config
+        return {"operand_bits": cfg.operand_bits, "bus_elems": cfg.bus_elems, "tile_k": cfg.tile_k}
+
+    def encode_vectors(self, vectors: list[list[int]]) -> list[list[int]]:
+        """The encoder's compressed beats of each dense vector (split by each vector's length rule)."""
+        geo = self._geometry()
+        dense = [b for v in vectors for b in codec.dense_beats(v, **geo)]
+        counts = [codec.compressed_beats(sum(1 for e in v if e), **geo) for v in vectors]
+        got, _ = _drive(build_unit(self.config, "bitmap_encode"), {"i_stream": dense},
+                        {"o_stream": sum(counts)}, self._rng, stall=self.stall)
+        self.log.append(("bitmap_encode", len(dense)))
+        out, start = [], 0
+        for n in counts:
+            out.append([int(b) for b in got["o_stream"][start:start + n]])
+            start += n
+        return out
+
+    def _bitmap_encode(self, command: BitmapEncode) -> BitmapTile:
+        vectors = command.vectors.tolist()
+        beats = self.encode_vectors(vectors)
+        dense = [codec.decode_compressed(b, **self._geometry())[0] for b in beats]
+        return encode_bitmap(torch.tensor(dense, dtype=torch.int64).reshape(command.vectors.shape))
+
+    def _bitmap_decode(self, command: BitmapDecode) -> torch.Tensor:
+        geo = self._geometry()
+        rows = decode_bitmap(command.tile).tolist()
+        compressed = [b for v in rows for b in codec.encode_compressed(v, **geo)]
+        per_vector = self.config.tile_k // self.config.bus_elems
+        got, _ = _drive(build_unit(self.config, "bitmap_decode"), {"i_stream": compressed},
+                        {"o_stream": per_vector * len(rows)}, self._rng, stall=self.stall)
+        self.log.append(("bitmap_decode", len(compressed)))
+        beats = [int(b) for b in got["o_stream"]]
+        dense = [codec.decode_dense(beats[i:i + per_vector], **geo) for i in range(0, len(beats), per_vector)]
+        return torch.tensor(dense, dtype=torch.int64).reshape(command.tile.shape)
 
 
 def run_layer_chain(inputs: LayerInputs, config: StagConfig, *, seed: int = 0,

@@ -9,6 +9,9 @@ See docs/contract.md. Public API:
 - random_programs: random_program (random sparse programs for RTL verification and benchmarks)
 - trace_programs: trace_programs, TracePass, truncate_program, make_digits_trace (programs from
   captured training traces)
+- units: the gradient-path units' commands (ReluMaskEmit, MaskApply, StochasticPrune, TopKSelect,
+  ReSpropDifference, BitmapEncode, BitmapDecode) and ``evaluate_unit``, on a ``machine.StepParams``
+- layer_step: one training step of a conv layer as a chain of programs and unit commands
 """
 
 from ref.contract.commands import Drain, Operand, Program, PruneSetting, Region, TileGemm

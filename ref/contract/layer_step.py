@@ -1,23 +1,26 @@
 """One full training step (FWD, BWI, BWW) of one conv layer and its ReLU, per algorithm, in integers.
 
-The step is composed only of accelerator programs (``lower_pass`` GEMMs with their Drains) and
-the integer models of the gradient-path units; ``layer_step`` runs it on a :class:`StepBackend`,
-so the same composition runs on the reference models (:class:`RefBackend`, here) and on the RTL
-(``sim.layer_chain``). What sits where (docs/contract.md, "Layer step chains"):
+The step is a chain of contract commands only: core programs (``lower_pass`` GEMMs with their
+Drains) and unit commands (``ref.contract.units``). ``layer_step`` runs the chain on a
+:class:`StepBackend`, so the same composition runs on the reference (:class:`RefBackend`, here:
+``evaluate`` and ``evaluate_unit``) and on the RTL (``sim.layer_chain``). What sits where
+(docs/contract.md, "Layer step chains"):
 
-==================  ==================================  ==========================================
-algorithm           forward                             backward
-==================  ==================================  ==========================================
-dense, zero_skip    FWD, Drain with ReLU                BWI (requantizing Drain), BWW (raw)
-relu_mask           FWD, Drain with ReLU -> A and, on   BWI with out_mask M_in; also BWI unmasked
-                    the result path, M_out = A > 0;     -> MaskApply(., M_in) (both give dX);
-                    ReluMaskEmit(X) -> M_in             BWW
-stochastic_prune    FWD, Drain with ReLU                pruner(dY) -> dY_p; BWI(dY_p), BWW(X, dY_p)
-swat                top-K(W) -> W_hat; top-K(X) -> X_hat;  BWI(dY, W_hat); BWW(X_hat, dY)
-                    FWD(X, W_hat), Drain with ReLU
-resprop             FWD, Drain with ReLU                ReSprop(P, dY) -> S; dX = rq(BWI(S) + BWI(P)
-                                                        broadcast); dW = BWW(X, S) + BWW(X, P bcast)
-==================  ==================================  ==========================================
+==================  ======================================  ======================================
+algorithm           forward                                 backward
+==================  ======================================  ======================================
+dense, zero_skip    FWD, Drain with ReLU                    BWI (requantizing Drain), BWW (raw)
+relu_mask           FWD, Drain with ReLU -> A and, on the   BWI with out_mask M_in; also BWI
+                    result path, M_out = A > 0;             unmasked -> MaskApply(., M_in) (both
+                    ReluMaskEmit(X) -> M_in                 give dX); BWW
+stochastic_prune    FWD, Drain with ReLU                    StochasticPrune(dY) -> dY_p; BWI(dY_p),
+                                                            BWW(X, dY_p)
+swat                TopKSelect(W) -> W_hat; TopKSelect(X)   BWI(dY, W_hat); BWW(X_hat, dY)
+                    -> X_hat; FWD(X, W_hat), Drain w. ReLU
+resprop             FWD, Drain with ReLU                    ReSpropDifference(dY, P) -> S; dX =
+                                                            rq(BWI(S) + BWI(P) broadcast);
+                                                            dW = BWW(X, S) + BWW(X, P broadcast)
+==================  ======================================  ======================================
 
 Numerics. Inputs are per-tensor symmetric codes (``quantize_symmetric``, as ``trace_programs``).
 FWD and BWI outputs are requantized to operand codes by the Drain (``shift`` from
@@ -38,74 +41,43 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 
 from ref.contract.commands import Drain, Program
 from ref.contract.evaluate import evaluate
 from ref.contract.lowering import gemm_formats, lower_pass
+from ref.contract.machine import StepParams
 from ref.contract.trace_programs import POLICY_SKIPS
+from ref.contract.units import (
+    MaskApply,
+    PruneOut,
+    ReluMaskEmit,
+    ReluMaskOut,
+    ReSpropDifference,
+    ReSpropOut,
+    StochasticPrune,
+    TopKOut,
+    TopKSelect,
+    UnitCommand,
+    UnitResult,
+    evaluate_unit,
+)
 from ref.layer_ops import ConvGeometry
-from ref.lfsr import GaloisLFSR
 from ref.numerics import qmax, quantize_symmetric, requantize, to_fixed
-from ref.relu_mask_codes import mask_apply, relu_codes, relu_mask
-from ref.resprop_codes import PassResult as ReSpropPass
-from ref.resprop_codes import ReSpropCodes, target_code, threshold_code
-from ref.stochastic_prune_codes import PrunerModel
-from ref.topk_codes import TopKUnitModel, keep_count
+from ref.resprop_codes import target_code, threshold_code
+from ref.topk_codes import keep_count
 from ref.traces import Trace
 
 __all__ = [
-    "ALGOS", "LayerInputs", "LayerStep", "RefBackend", "StepBackend", "StepParams", "TopKOut",
-    "calibrate_shift", "layer_inputs_from_trace", "layer_step",
+    "ALGOS", "LayerInputs", "LayerStep", "RefBackend", "StepBackend", "StepParams", "calibrate_shift",
+    "layer_inputs_from_trace", "layer_step",
 ]  # fmt: skip
 
 ALGOS: tuple[str, ...] = ("dense", "zero_skip", "relu_mask", "stochastic_prune", "swat", "resprop")
 ROUNDING = "half_away"
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-@dataclass(frozen=True)
-class StepParams:
-    """The machine the step runs on (the fields of a generated design that the step depends on).
-
-    operand_bits: signed code width of every GEMM operand and unit stream (2..16).
-    acc_bits: accumulator width of the core; tile_m, tile_n, tile_k: its tile sizes.
-    vector_elems: codes per vector of the ReLU-mask units (the core's ``tile_k``); bus_elems: codes per beat.
-    lfsr_width, lfsr_taps: the pruner's LFSR; prune_frac_bits: fraction bits of its constant;
-    prune_count_bits: width of its element count. topk_max_elems: largest top-K tensor.
-    resprop_max_elems, resprop_max_batch: ReSprop P bank depth and largest batch.
-    """
-
-    operand_bits: int
-    acc_bits: int
-    tile_m: int
-    tile_n: int
-    tile_k: int
-    bus_elems: int
-    lfsr_width: int
-    lfsr_taps: int
-    prune_frac_bits: int
-    prune_count_bits: int
-    topk_max_elems: int
-    resprop_max_elems: int
-    resprop_max_batch: int
-
-    def __post_init__(self) -> None:
-        for name in self.__dataclass_fields__:
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise ValueError(f"StepParams.{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not 3 <= self.operand_bits <= 16:
-            # ReSprop's dY needs operand_bits - 1 >= 2 bits; the torch checks stay exact up to 16.
-            raise ValueError(f"StepParams.operand_bits must be in 3..16, got {self.operand_bits}")
-
-    @property
-    def tiles(self) -> tuple[int, int, int]:
-        return (self.tile_m, self.tile_n, self.tile_k)
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,47 +124,20 @@ class LayerInputs:
             raise ValueError(f"resprop needs p of shape {tuple(self.dy.shape[1:])} (one dY sample)")
 
 
-@dataclass(frozen=True)
-class TopKOut:
-    """What the top-K unit returns for one tensor: kept codes, keep mask, threshold, codes kept."""
-
-    values: torch.Tensor
-    keep: torch.Tensor
-    threshold: int
-    kept: int
-
-
 class StepBackend(Protocol):
-    """Executes the programs and units of a step. Tensors are int64 codes / bool masks, row-major."""
+    """Executes the programs and unit commands of a step. Tensors are int64 codes / bool masks, row-major."""
 
     def gemm(self, program: Program) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The drained tiles of ``program`` and their ReLU masks from the result path, in program order."""
         ...
 
-    def relu_emit(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(max(z, 0), z > 0) of a code tensor (ReluMaskEmit)."""
-        ...
-
-    def mask_apply(self, dx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """dx where mask, else 0 (MaskApply)."""
-        ...
-
-    def prune(self, q: torch.Tensor, *, c_fixed: int, seed: int) -> tuple[torch.Tensor, int]:
-        """(pruned codes, tau) of one two-pass tensor job, LFSR reseeded with ``seed`` first."""
-        ...
-
-    def topk(self, codes: torch.Tensor, *, k: int, slice_len: int) -> TopKOut:
-        """One recomputing top-K tensor command on a fresh unit."""
-        ...
-
-    def resprop(self, p: list[int], dy: list[int], *, n_samples: int, elems: int, sample: int,
-                load: tuple[int, int], target_cp: int) -> ReSpropPass:
-        """On a fresh unit: a dense one-sample pass storing ``p``, then the sparse pass over ``dy``."""
+    def unit(self, command: UnitCommand) -> UnitResult:
+        """The result of one unit command (``ref.contract.units``) on a fresh unit."""
         ...
 
 
 class RefBackend:
-    """The integer reference: ``evaluate`` for programs, ``ref.*_codes`` models for the units."""
+    """The integer reference: ``evaluate`` for programs, ``evaluate_unit`` for unit commands."""
 
     def __init__(self, params: StepParams) -> None:
         self.params = params
@@ -201,30 +146,8 @@ class RefBackend:
         result = evaluate(program)
         return list(result.tiles), list(result.masks)
 
-    def relu_emit(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return relu_codes(z), relu_mask(z)
-
-    def mask_apply(self, dx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return mask_apply(dx, mask)
-
-    def prune(self, q: torch.Tensor, *, c_fixed: int, seed: int) -> tuple[torch.Tensor, int]:
-        p = self.params
-        model = PrunerModel(operand_bits=p.operand_bits, lfsr=GaloisLFSR(p.lfsr_width, p.lfsr_taps, seed))
-        return model.run(q, c_fixed=c_fixed, frac_bits=p.prune_frac_bits, mode="two_pass")
-
-    def topk(self, codes: torch.Tensor, *, k: int, slice_len: int) -> TopKOut:
-        model = TopKUnitModel(self.params.operand_bits, self.params.topk_max_elems)
-        r = model.process(codes.flatten().tolist(), k, slice_len=slice_len, period=1, force=True)
-        shape = codes.shape
-        return TopKOut(torch.tensor(r.values, dtype=torch.int64).reshape(shape),
-                       torch.tensor(r.mask, dtype=torch.bool).reshape(shape), r.threshold, r.kept)
-
-    def resprop(self, p: list[int], dy: list[int], *, n_samples: int, elems: int, sample: int,
-                load: tuple[int, int], target_cp: int) -> ReSpropPass:
-        model = ReSpropCodes(self.params.operand_bits, self.params.resprop_max_elems)
-        model.run_pass(p, n_samples=1, elems=elems, sample=0, dense=True, target_cp=target_cp)
-        return model.run_pass(dy, n_samples=n_samples, elems=elems, sample=sample, dense=False,
-                              target_cp=target_cp, load=load)
+    def unit(self, command: UnitCommand) -> UnitResult:
+        return evaluate_unit(command, self.params)
 
 
 @dataclass(frozen=True, eq=False)
@@ -338,13 +261,20 @@ def layer_step(inp: LayerInputs, params: StepParams, backend: StepBackend | None
     def run(pass_: str, **kw) -> torch.Tensor:
         return run_with_mask(pass_, **kw)[0]
 
+    def unit(command: UnitCommand, kind: type[_R]) -> _R:
+        result = be.unit(command)
+        if not isinstance(result, kind):
+            raise TypeError(f"{type(be).__name__}.unit({type(command).__name__}) returned {type(result).__name__}, "
+                            f"not {kind.__name__}")
+        return result
+
     out: dict[str, object] = {"algo": algo}
     # -- units before FWD (swat: top-K of W for FWD/BWI and of X for BWW) ----------------------
     w_fwd, x_bww = w, x
     if algo == "swat":
         sl = inp.topk_slice_len_w
-        tw = be.topk(w, k=keep_count(inp.topk_keep, w.numel() // sl), slice_len=sl)
-        tx = be.topk(x, k=keep_count(inp.topk_keep, x.numel()), slice_len=1)
+        tw = unit(TopKSelect(w, k=keep_count(inp.topk_keep, w.numel() // sl), slice_len=sl), TopKOut)
+        tx = unit(TopKSelect(x, k=keep_count(inp.topk_keep, x.numel()), slice_len=1), TopKOut)
         w_fwd, x_bww = tw.values, tx.values
         out.update(w_keep=tw.keep, w_threshold=tw.threshold, x_keep=tx.keep, x_threshold=tx.threshold)
     out.update(w_fwd=w_fwd, x_bww=x_bww)
@@ -354,23 +284,22 @@ def layer_step(inp: LayerInputs, params: StepParams, backend: StepBackend | None
         a, mask_out = run_with_mask("fwd", x=x, w=w_fwd, drain=Drain(0, inp.fwd_shift, b, ROUNDING, relu=True))
         # M_in: the previous layer's emitted mask of X; X is a ReLU output, so the unit passes it
         # unchanged and its mask is the nonzero bitmap of X.
-        x_act, mask_in = be.relu_emit(x)
-        if not torch.equal(x_act, x):
+        emitted = unit(ReluMaskEmit(x), ReluMaskOut)
+        if not torch.equal(emitted.act, x):
             raise ValueError("relu_mask: the layer input X must be a ReLU output (codes >= 0)")
-        out.update(a=a, mask_out=mask_out, mask_in=mask_in)
+        out.update(a=a, mask_out=mask_out, mask_in=emitted.mask)
     else:
         out["a"] = run("fwd", x=x, w=w_fwd, drain=Drain(0, inp.fwd_shift, b, ROUNDING, relu=True))
     # -- units on dY -------------------------------------------------------------------------------
     dy_g = dy
     if algo == "stochastic_prune":
-        dy_g, tau = be.prune(dy, c_fixed=inp.prune_c_fixed, seed=inp.prune_seed)
-        out["tau"] = tau
+        pruned = unit(StochasticPrune(dy, c_fixed=inp.prune_c_fixed, seed=inp.prune_seed), PruneOut)
+        dy_g, out["tau"] = pruned.codes, pruned.tau
     elif algo == "resprop":
         assert inp.p is not None
-        n = dy.shape[0]
-        r = be.resprop(inp.p.flatten().tolist(), dy.flatten().tolist(), n_samples=n, elems=inp.p.numel(),
-                       sample=inp.resprop_sample, load=inp.resprop_load, target_cp=inp.resprop_target_cp)
-        dy_g = torch.tensor(r.s, dtype=torch.int64).reshape(dy.shape)
+        r = unit(ReSpropDifference(dy, inp.p, load=inp.resprop_load, target_cp=inp.resprop_target_cp,
+                                   sample=inp.resprop_sample), ReSpropOut)
+        dy_g = r.s
         if int(dy_g.abs().max()) > qmax(b):
             raise AssertionError("resprop: S does not fit the operand width")  # excluded by _check_fits
         out.update(resprop_nnz=r.nnz, resprop_thr_used=r.thr_used, resprop_exp_after=r.exp_after)
@@ -380,7 +309,7 @@ def layer_step(inp: LayerInputs, params: StepParams, backend: StepBackend | None
     if algo == "relu_mask":
         out["dx"] = run("bwi", dy=dy_g, w=w_fwd, x_shape=x_shape, drain=bwi_drain, out_mask=out["mask_in"])
         dxu = run("bwi", dy=dy_g, w=w_fwd, x_shape=x_shape, drain=bwi_drain)
-        out.update(dx_unmasked=dxu, dx_mask_applied=be.mask_apply(dxu, out["mask_in"]))
+        out.update(dx_unmasked=dxu, dx_mask_applied=unit(MaskApply(dxu, out["mask_in"]), torch.Tensor))
     elif algo == "resprop":
         assert inp.p is not None
         dx_gemm = run("bwi", dy=dy_g, w=w_fwd, x_shape=x_shape)

@@ -20,7 +20,8 @@ from torch import nn
 from hw.config import preset
 from ref.contract import Drain, PruneSetting, evaluate, lower_pass
 from ref.contract.layer_step import ALGOS, LayerInputs, LayerStep, layer_inputs_from_trace, layer_step
-from ref.contract.trace_programs import make_digits_trace
+from ref.contract.trace_programs import make_digits_trace, truncate_program
+from ref.contract.units import BitmapDecode, BitmapEncode, evaluate_unit
 from ref.layer_ops import ConvGeometry
 from ref.layers import PolicyConv2d
 from ref.lfsr import GaloisLFSR
@@ -38,7 +39,8 @@ from ref.resprop_codes import threshold_value
 from ref.stochastic_prune_codes import prune_codes
 from ref.traces import load_trace
 from sim.core_amaranth import run_core_amaranth
-from sim.layer_chain import run_layer_chain, step_params
+from sim.core_program import encode_program
+from sim.layer_chain import RtlBackend, run_layer_chain, step_params
 
 CONFIG = preset("tiny")
 PARAMS = step_params(CONFIG)
@@ -305,3 +307,38 @@ def test_bwi_drain_prunes_the_gradient_on_the_result_path(steps):
     assert run.prune_sum == want.prune_sum == int(dx.abs().sum())
     n = dx.numel()
     assert inp.prune_c_fixed * run.prune_sum // (n << f) == tau
+
+
+def test_bitmap_codec_commands_on_the_rtl_equal_ref(steps):
+    """BitmapEncode / BitmapDecode on the codec RTL (random stalls) equal the contract, on real
+    trace vectors (rows of zero_skip's dY, conv2) and on random ones with an all-zero and a full vector."""
+    _, inp, _ = steps("zero_skip")
+    k = PARAMS.tile_k
+    flat = inp.dy.flatten()
+    trace = flat[:flat.numel() // k * k].reshape(-1, k)[:12]
+    gen = torch.Generator().manual_seed(77)
+    q = 1 << (PARAMS.operand_bits - 1)
+    rand = torch.randint(-q, q, (6, k), generator=gen) * (torch.rand(6, k, generator=gen) < 0.4)
+    rand[0], rand[1] = 0, torch.randint(1, q, (k,), generator=gen)
+    backend = RtlBackend(CONFIG, seed=78, stall=STALL)
+    print(f"trace vectors {tuple(trace.shape)}, random seed 77, rtl seed 78, stall={STALL}")
+    for vectors in (trace, rand):
+        assert 0 < int((vectors != 0).sum()) < vectors.numel()
+        want = evaluate_unit(BitmapEncode(vectors), PARAMS)
+        got = backend.unit(BitmapEncode(vectors))
+        assert torch.equal(got.bitmap, want.bitmap) and torch.equal(got.values, want.values)
+        assert torch.equal(backend.unit(BitmapDecode(want)), vectors)
+
+
+def test_encoder_output_is_the_cores_operand_stream(steps):
+    """The beats the bitmap encoder makes for a real BWI program's compressed operands are, beat
+    for beat, what the core's data stream defines (``encode_program``)."""
+    _, inp, _ = steps("zero_skip")
+    lowered = lower_pass("conv2d", "bwi", dy=inp.dy, w=inp.w, x_shape=tuple(inp.x.shape), stride=inp.stride,
+                         padding=inp.padding, a_format="bitmap", b_format="dense", tiles=PARAMS.tiles,
+                         acc_bits=PARAMS.acc_bits, drain=Drain(0, inp.bwi_shift, PARAMS.operand_bits, "half_away"))
+    enc = encode_program(truncate_program(lowered.program, 2), CONFIG)
+    assert enc.compressed
+    beats = RtlBackend(CONFIG, seed=79, stall=STALL).encode_vectors([list(c) for _, _, c in enc.compressed])
+    for (first, count, _), got in zip(enc.compressed, beats, strict=True):
+        assert got == list(enc.data[first:first + count])
