@@ -128,15 +128,17 @@ def waterfall(estimate, lanes: int) -> dict[str, float]:
     }
 
 
-def synthesize(cfg, work: Path, log) -> dict:
+def synthesize(cfg, work: Path, log, pnr_minutes: float) -> dict:
     from stag.synth import synthesize_ecp5
 
-    log(f"synthesizing {cfg.top_name} for ECP5 (Yosys synth_ecp5 + nextpnr, several minutes) ...")
-    report = synthesize_ecp5(generate(cfg, work / "synth_rtl"), work / "synth" / cfg.name)
+    log(f"synthesizing {cfg.top_name} for ECP5 (Yosys synth_ecp5 + nextpnr, up to {pnr_minutes:g} min) ...")
+    report = synthesize_ecp5(generate(cfg, work / "synth_rtl"), work / "synth" / cfg.name,
+                             pnr_timeout_s=60.0 * pnr_minutes)
+    routed = "" if report.routed else f" (not routed in {pnr_minutes:g} min; router: {report.pnr_note or '-'})"
     log(f"  {cfg.top_name}: {report.lut4} LUT4 + {report.carry} CCU2C, {report.ff} FF, {report.dsp} DSP, "
-        f"{report.bram} BRAM, Fmax {report.fmax_mhz} MHz")
+        f"{report.bram} BRAM, Fmax {report.fmax_mhz} MHz{routed}")
     return {"lut4": report.lut4, "carry": report.carry, "ff": report.ff, "dsp": report.dsp, "bram": report.bram,
-            "fmax_mhz": report.fmax_mhz}
+            "fmax_mhz": report.fmax_mhz, "routed": report.routed, "pnr_note": report.pnr_note}
 
 
 def saved_synthesis(path: Path, cfg, work: Path, log) -> dict:
@@ -151,7 +153,8 @@ def saved_synthesis(path: Path, cfg, work: Path, log) -> dict:
                          f"(Verilog sha256 {report.get('verilog_sha256')!r}, now {digest!r}); rerun `stag synth`")
     log(f"  {cfg.top_name}: from {path}: {report['lut4']} LUT4 + {report['carry']} CCU2C, {report['ff']} FF, "
         f"{report['dsp']} DSP, {report['bram']} BRAM, Fmax {report['fmax_mhz']} MHz")
-    return {k: report[k] for k in ("lut4", "carry", "ff", "dsp", "bram", "fmax_mhz")}
+    return {**{k: report[k] for k in ("lut4", "carry", "ff", "dsp", "bram", "fmax_mhz")},
+            "routed": report.get("routed"), "pnr_note": report.get("pnr_note", "")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synth-reports", nargs=2, type=Path, metavar=("SPARSE", "DENSE"),
                         help="take PPA from `stag synth` report.json files of the default preset and of "
                              "configs/default_dense.toml instead of synthesizing (checked against the RTL by hash)")
+    parser.add_argument("--pnr-timeout", type=float, default=45.0, metavar="MIN",
+                        help="place-and-route time limit per core in minutes (default 45); a core not routed "
+                             "by then is reported with Fmax null and routed false")
     parser.add_argument("--trace-tiles", type=int, default=2, help="output tiles per traced layer pass (default 2)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     args = parser.parse_args(argv)
@@ -181,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             ppa = {"sparse": saved_synthesis(args.synth_reports[0], sparse_cfg, work / "sparse", log),
                    "dense": saved_synthesis(args.synth_reports[1], dense_cfg, work / "dense", log)}
         else:
-            ppa = {"sparse": synthesize(sparse_cfg, work, log), "dense": synthesize(dense_cfg, work, log)}
+            ppa = {"sparse": synthesize(sparse_cfg, work, log, args.pnr_timeout),
+                   "dense": synthesize(dense_cfg, work, log, args.pnr_timeout)}
 
     rows, falls = [], []
     for p in programs:
@@ -236,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nECP5 LFE5U-85F (out of context):")
         for kind in ("dense", "sparse"):
             q = ppa[kind]
+            fmax = f"Fmax {q['fmax_mhz']} MHz" if q["fmax_mhz"] else "Fmax none (not routed)"
             print(f"  {kind:6}: {q['lut4']} LUT4 + {q['carry']} CCU2C, {q['ff']} FF, {q['dsp']} DSP, {q['bram']} BRAM, "
-                  f"Fmax {q['fmax_mhz']} MHz")
+                  f"{fmax}")
         if ppa["dense"]["fmax_mhz"] and ppa["sparse"]["fmax_mhz"]:
             clock_ratio = ppa["sparse"]["fmax_mhz"] / ppa["dense"]["fmax_mhz"]
             time_speedup = {}
@@ -250,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "mean_time_speedup": round(statistics.mean(ts), 3)}
                 print(f"  {source:6}: mean speedup in cycles {statistics.mean(sp):.2f}, in time (each core at its "
                       f"own Fmax) {statistics.mean(ts):.2f}")
+        else:
+            print("  speedup in time: none, a core has no post-route Fmax")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")

@@ -67,3 +67,11 @@ def test_console_script_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "stag.cli", "--help"], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0 and "generate" in result.stdout and "doctor" in result.stdout
+
+
+def test_synth_rejects_a_non_positive_time_limit_before_any_work(tmp_path, capsys):
+    status = main(["synth", "--preset", "tiny", "--pnr-timeout", "0", "--out", str(tmp_path / "rtl"),
+                   "--work", str(tmp_path / "work")])
+    assert status != 0
+    assert "--pnr-timeout must be a positive number of minutes, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()

@@ -39,3 +39,13 @@ def test_module_costs_cover_the_top_and_every_unit(tmp_path):
     assert costs["top"].lut4 > costs["pe_lane"].lut4 > 0
     write_costs(costs, tmp_path / "cost.json")
     assert (tmp_path / "cost.json").read_text().count('"lut4"') == 3
+
+
+def test_place_and_route_stopped_at_its_time_limit_reports_not_routed(tmp_path):
+    """A congested design can keep nextpnr's router busy for hours: with a time limit the flow
+    stops it and reports the cell counts with ``routed=False`` and no Fmax instead of hanging."""
+    config = preset("tiny")
+    report = synthesize_ecp5(generate(config, tmp_path / "rtl"), tmp_path / "synth", pnr_timeout_s=0.5)
+    assert report.routed is False and report.fmax_mhz is None
+    assert report.pnr_seconds is not None and report.pnr_seconds < 30
+    assert report.lut4 > 0 and report.dsp == 2 * config.lanes  # Yosys ran to the end
