@@ -188,6 +188,13 @@ class SparseCore(wiring.Component):
             wiring.connect(m, dispatcher.o_work[j], lane.i_work)
             a_rd = a_mem.read_port()
             b_rd = b_mem.read_port()
+            if cfg.sparse:
+                m.d.comb += [
+                    lane.b_set.eq(current.set),
+                    lane.b_bitmap_wr_addr.eq(loader.b_bitmap_wr_addr),
+                    lane.b_bitmap_wr_data.eq(loader.b_bitmap_wr_data),
+                    lane.b_bitmap_wr_en.eq(loader.b_bitmap_wr_en),
+                ]
             m.d.comb += [
                 lane.a_bitmap.eq(cmd.a_bitmap if cfg.sparse else 0),
                 lane.b_bitmap.eq(cmd.b_bitmap if cfg.sparse else 0),

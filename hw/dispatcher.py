@@ -8,7 +8,8 @@ the B column bitmaps and the output mask:
   ``accumulate`` the whole accumulator was already cleared when the command started);
 - no effectual ``k`` (A row AND B column is empty): nothing to do, the output is 0 (or keeps its
   old value under ``accumulate``);
-- otherwise a *work item* (the output with its A row and B column bitmaps) goes to a lane.
+- otherwise a *work item* (the output with its A row bitmap) goes to a lane, which reads the B
+  column bitmap from its own copy.
 
 Work items are compacted onto the lanes with room: the i-th pending item goes to the i-th lane
 with room (prefix counts over both), so skipped outputs leave no hole in the lanes. This is what
@@ -111,7 +112,6 @@ class Dispatcher(wiring.Component):
             p_row = Signal(tk)
             p_cols = Signal(data.ArrayLayout(tk, lanes))
             gr_row = Signal(tk)
-            gr_cols = Signal(data.ArrayLayout(tk, lanes))
             for i in range(lanes):
                 nx_need.append(~p_masked[i] & ((p_row & p_cols[i]) != 0))
         else:
@@ -141,11 +141,9 @@ class Dispatcher(wiring.Component):
                 port.payload.masked.eq(gr_masked.bit_select(pick, 1)),
             ]
             if self._sparse:
-                col = gr_cols[pick]
-                m.d.comb += [
-                    port.payload.abits.eq(gr_row),
-                    port.payload.bbits.eq(col),
-                ]
+                # The row is the whole group's; each lane reads its item's B column bitmap from its
+                # own copy by `n`, so no column bitmap goes through this multiplexer.
+                m.d.comb += port.payload.abits.eq(gr_row)
 
         remaining = pending & ~assigned
         take = Signal()             # the group register takes the fetched group on this edge
@@ -186,7 +184,7 @@ class Dispatcher(wiring.Component):
                     pending.eq(Cat(nx_need)),
                 ]
                 if self._sparse:
-                    m.d.sync += [gr_row.eq(p_row), gr_cols.eq(p_cols)]
+                    m.d.sync += gr_row.eq(p_row)
             with m.Elif(gr_valid):
                 m.d.sync += pending.eq(remaining)
                 with m.If(remaining == 0):

@@ -53,6 +53,9 @@ class OperandLoader(wiring.Component):
         Write ports into the A and B operand memories (``addr``, ``data``, ``en``).
     a_bitmaps, b_bitmaps : Out(ArrayLayout(tile_k, BUFFER_SETS * rows))
         Row ``set * rows + r`` is the bitmap of A row / B column ``r`` of ``set`` (sparse core only).
+    b_bitmap_wr_addr, b_bitmap_wr_data, b_bitmap_wr_en : Out
+        The same B column bitmap writes as a write port (address ``set * tile_n + column``), for
+        the lanes' own copies (sparse core only).
     masks : Out(ArrayLayout(tile_n, BUFFER_SETS * tile_m))
     starved : Out(1)
         A beat is wanted and ``i_data`` has none.
@@ -72,6 +75,9 @@ class OperandLoader(wiring.Component):
         bitmaps = {
             "a_bitmaps": Out(data.ArrayLayout(tile_k, BUFFER_SETS * tile_m)),
             "b_bitmaps": Out(data.ArrayLayout(tile_k, BUFFER_SETS * tile_n)),
+            "b_bitmap_wr_addr": Out(range(BUFFER_SETS * tile_n)),
+            "b_bitmap_wr_data": Out(tile_k),
+            "b_bitmap_wr_en": Out(1),
         } if sparse else {}
         super().__init__({
             "i_cmd": In(stream.Signature(command_layout)),
@@ -214,6 +220,12 @@ class OperandLoader(wiring.Component):
                 for r in range(tn):
                     with m.If(store & (section == 1) & (load_set == bs) & (row == r)):
                         m.d.sync += self.b_bitmaps[bs * tn + r].eq(vector_bitmap)
+        if self._sparse:
+            m.d.comb += [
+                self.b_bitmap_wr_en.eq(store & (section == 1)),
+                self.b_bitmap_wr_addr.eq(load_set * tn + row),
+                self.b_bitmap_wr_data.eq(vector_bitmap),
+            ]
 
         with m.If(beat_in):
             m.d.sync += gather.eq(gathered)

@@ -30,9 +30,10 @@ upstream ever has to stall: the only backpressure is the work queue's ``ready``.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.bits import popcount
@@ -42,26 +43,26 @@ __all__ = ["SparseLane", "lane_result_layout", "work_item_layout"]
 
 
 def work_item_layout(tile_m: int, tile_n: int, tile_k: int) -> data.StructLayout:
-    """One output handed to a lane: its position, the operand bitmaps, the mask flag.
+    """One output handed to a lane: its position, the A row bitmap, the mask flag.
 
-    ``abits``/``bbits`` are the A row and B column bitmaps (sparse core; unused in the dense core).
-    The lane's work is their AND (all ones in the dense core), and it needs each of them to find a
-    packed nonzero's address (its rank). ``masked``: the output is masked off (dense core only:
-    the sparse core never hands out masked outputs). The AND is formed in the lane, not in the
-    dispatcher, so the dispatcher's per-lane multiplexer carries only the B column.
+    ``abits`` is the A row bitmap (sparse core; unused in the dense core); the B column bitmap
+    is not carried: the lane reads it from its own copy by ``n``. ``masked``: the output is masked
+    off (dense core only: the sparse core never hands out masked outputs). The row is the same for
+    every lane of a group, so the dispatcher's per-lane multiplexer carries only ``n`` and ``masked``.
     """
     return data.StructLayout({
         "m": range(tile_m),
         "n": range(tile_n),
         "abits": tile_k,
-        "bbits": tile_k,
         "masked": 1,
     })
 
 
 def _queue_entry_layout(tile_m: int, tile_n: int, tile_k: int) -> data.StructLayout:
-    """A queued item plus its remaining work bitmap (cleared bit by bit as ``k`` issue)."""
-    return data.StructLayout({"item": work_item_layout(tile_m, tile_n, tile_k), "work": tile_k})
+    """A queued item with its B column bitmap, plus its remaining work bitmap (cleared bit by bit
+    as ``k`` issue). The lane's work is the AND of the bitmaps (all ones in the dense core), and it
+    needs each of them to find a packed nonzero's address (its rank)."""
+    return data.StructLayout({"item": work_item_layout(tile_m, tile_n, tile_k), "bbits": tile_k, "work": tile_k})
 
 
 def _balanced_sum(terms: list) -> object:
@@ -110,6 +111,13 @@ class SparseLane(wiring.Component):
         item accepted on edge *t* issues its first ``k`` on edge *t + 2* at the earliest.
     a_bitmap, b_bitmap : In(1)
         The current command's operand formats (held for the whole command).
+    b_set : In(1)
+        The current command's buffer set (held for the whole command; sparse core only).
+    b_bitmap_wr_addr, b_bitmap_wr_data, b_bitmap_wr_en : In
+        Write port of the lane's copy of the B column bitmaps (address ``set * tile_n + column``;
+        sparse core only). The lane reads the bitmap of item ``n`` on the edge that takes the item
+        into its input register, so the dispatcher does not carry it; a set is rewritten only
+        after the command that reads it has handed out its last item.
     a_base, b_base : In(range(operand_words))
         First word of the current buffer set in the A / B memory.
     a_addr, b_addr : Out(range(operand_words)); a_word, b_word : In(bus_elems * operand_bits)
@@ -132,10 +140,17 @@ class SparseLane(wiring.Component):
                        tile_k=tile_k, bus_elems=bus_elems, operand_words=operand_words, sparse=sparse,
                        queue_depth=queue_depth, result_depth=result_depth)
         word_bits = bus_elems * operand_bits
+        b_copy = {
+            "b_set": In(1),
+            "b_bitmap_wr_addr": In(range(2 * tile_n)),
+            "b_bitmap_wr_data": In(tile_k),
+            "b_bitmap_wr_en": In(1),
+        } if sparse else {}
         super().__init__({
             "i_work": In(stream.Signature(work_item_layout(tile_m, tile_n, tile_k))),
             "a_bitmap": In(1),
             "b_bitmap": In(1),
+            **b_copy,
             "a_base": In(range(operand_words)),
             "b_base": In(range(operand_words)),
             "a_addr": Out(range(operand_words)),
@@ -175,6 +190,18 @@ class SparseLane(wiring.Component):
         # Loaded every cycle, without an enable: only `in_valid` depends on the handshake, so the
         # compaction's select does not fan out to the enables of the whole item register.
         m.d.sync += [in_item.eq(self.i_work.payload), in_valid.eq(self.i_work.valid & self.i_work.ready)]
+        # The item's B column bitmap, read from the lane's copy on the same edge (every cycle, as
+        # the input register), arrives with it.
+        in_bbits = Signal(k_bits)
+        if p["sparse"]:
+            m.submodules.b_bitmaps = b_copy = Memory(shape=unsigned(k_bits), depth=2 * p["tile_n"], init=[])
+            wr = b_copy.write_port()
+            rd = b_copy.read_port()
+            m.d.comb += [
+                wr.addr.eq(self.b_bitmap_wr_addr), wr.data.eq(self.b_bitmap_wr_data), wr.en.eq(self.b_bitmap_wr_en),
+                rd.addr.eq(Cat(self.i_work.payload.n, self.b_set)),
+                in_bbits.eq(rd.data),
+            ]
 
         def next_slot(slot):
             return Mux(slot == depth - 1, 0, slot + 1)
@@ -190,7 +217,7 @@ class SparseLane(wiring.Component):
                     m.d.comb += head.eq(entries[i])
         incoming = in_item
         incoming_work = Signal(k_bits)
-        m.d.comb += incoming_work.eq(incoming.abits & incoming.bbits if p["sparse"] else (1 << k_bits) - 1)
+        m.d.comb += incoming_work.eq(incoming.abits & in_bbits if p["sparse"] else (1 << k_bits) - 1)
         # One subtraction gives the lowest set bit, the bits below it and the bits above it.
         work_minus_one = Signal(k_bits)
         lowbit = Signal(k_bits - 1)     # the lowest set bit, one-hot, positions 1.. (0 encodes as 0)
@@ -236,7 +263,8 @@ class SparseLane(wiring.Component):
         # queue is empty (no issue) or full (no push).
         for i in range(depth):
             with m.If(push & (tail_slot == i)):
-                m.d.sync += [entries[i].item.eq(incoming), entries[i].work.eq(incoming_work)]
+                m.d.sync += [entries[i].item.eq(incoming), entries[i].bbits.eq(in_bbits),
+                             entries[i].work.eq(incoming_work)]
             with m.Elif(issue & (head_slot == i)):
                 m.d.sync += entries[i].work.eq(rest)
 
@@ -260,7 +288,7 @@ class SparseLane(wiring.Component):
             i1_b_below = Signal(k_bits)
             m.d.sync += [
                 i1_a_below.eq(head.item.abits & below),
-                i1_b_below.eq(head.item.bbits & below),
+                i1_b_below.eq(head.bbits & below),
             ]
 
         # ---- IC: partial ranks: popcounts of 16-bit chunks (a 64-bit popcount and the address
