@@ -1,9 +1,9 @@
 """One lane of the sparse core: a work queue, a zero-skipping issue stage, operand fetch, a PE lane.
 
-The dispatcher hands the lane *work items*: one output ``(m, n)`` with its A row and B column
-bitmaps; the lane forms the bitmap of the effectual reduction indices ``k`` (their AND, or all ones
-in the dense core) as the item enters its queue. The lane
-issues one ``k`` per cycle, lowest first, so it spends exactly ``popcount(work)`` cycles on the
+The dispatcher hands the lane *work items*: one output ``(m, n)`` with its A row bitmap; the lane
+reads the B column bitmap of ``n`` from its own copy and forms the bitmap of the effectual
+reduction indices ``k`` (their AND, or all ones in the dense core) as the item enters its queue.
+The lane issues one ``k`` per cycle, lowest first, so it spends exactly ``popcount(work)`` cycles on the
 output and none on zeros; a new item starts in the cycle after the previous one's last ``k``. An
 accepted item spends one cycle in an input register before it enters the queue (a timing stage
 after the dispatcher's compaction).
