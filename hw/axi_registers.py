@@ -39,6 +39,7 @@ __all__ = [
     "STATUS_IRQ",
     "STATUS_PAD_ERROR",
     "TILE_COUNT",
+    "TOPK_THRESHOLD",
     "VERSION",
     "VERSION_VALUE",
     "StreamWidths",
@@ -64,12 +65,14 @@ TILE_COUNT = 0x01C  #: RO, result tiles completed on m_axis_result (TLAST beats 
 PRUNE_TAU = 0x020   #: RW, the result-path pruner's tau (prune_tau_bits; 0 bypasses), taken by a PRUNE_SEED write
 PRUNE_SEED = 0x024  #: RW, write a nonzero seed: load tau and the seed into the pruner and clear PRUNE_SUM
 PRUNE_SUM = 0x028   #: RO, sum of |g| over the pruning drains' codes since the last PRUNE_SEED write, bits [31:0]
+TOPK_THRESHOLD = 0x02C  #: RW, SWAT's stored top-K threshold (operand_bits) that the ``topk`` drains compare with
 
 #: ASCII "STAG".
 ID_VALUE = 0x5354_4147
-#: Interface version 1.1 (1.1: ReLU mask bits above the values in each result beat; the result-path
-#: pruner: the command's ``prune`` bit and PRUNE_TAU, PRUNE_SEED, PRUNE_SUM).
-VERSION_VALUE = 0x0001_0001
+#: Interface version 1.2 (1.1: ReLU mask bits above the values in each result beat; the result-path
+#: pruner: the command's ``prune`` bit and PRUNE_TAU, PRUNE_SEED, PRUNE_SUM. 1.2: the result-path
+#: top-K comparator: the command's ``topk`` bit and TOPK_THRESHOLD).
+VERSION_VALUE = 0x0001_0002
 
 CTRL_IRQ_EN = 1 << 0
 STATUS_IDLE = 1 << 0
@@ -133,7 +136,7 @@ def config_offset(field: str) -> int:
 
 #: Control and status registers (every address below CONFIG_BASE that is mapped).
 MAPPED: tuple[int, ...] = (ID, VERSION, CTRL, STATUS, SNAPSHOT, SCRATCH, CMD_COUNT, TILE_COUNT, PRUNE_TAU, PRUNE_SEED,
-                           PRUNE_SUM)
+                           PRUNE_SUM, TOPK_THRESHOLD)
 
 
 def mapped_offsets(lanes: int) -> tuple[int, ...]:

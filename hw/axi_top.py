@@ -156,7 +156,9 @@ class AxiTop(wiring.Component):
         scratch = Signal(32)
         prune_tau = Signal(cfg.prune_tau_bits)
         prune_seed = Signal(cfg.lfsr_width, init=cfg.lfsr_seed)
-        m.d.comb += [core.prune_tau.eq(prune_tau), core.prune_seed.eq(prune_seed)]
+        topk_threshold = Signal(cfg.operand_bits)
+        m.d.comb += [core.prune_tau.eq(prune_tau), core.prune_seed.eq(prune_seed),
+                     core.topk_threshold.eq(topk_threshold)]
         counters = core.counters.as_value()
         snapshot = Signal(len(counters))
 
@@ -208,9 +210,12 @@ class AxiTop(wiring.Component):
                         # at this same edge.
                         m.d.sync += prune_seed.eq(wdata)
                         m.d.comb += [core.prune_load.eq(1), core.prune_seed.eq(wdata)]
+                with m.Case(regs.TOPK_THRESHOLD >> 2):
+                    with m.If(wstrb.all()):     # whole words only, as the pruner's registers
+                        m.d.sync += topk_threshold.eq(wdata)
                 with m.Case(*(a >> 2 for a in regs.mapped_offsets(cfg.lanes)
                               if a not in (regs.CTRL, regs.STATUS, regs.SNAPSHOT, regs.SCRATCH, regs.PRUNE_TAU,
-                                           regs.PRUNE_SEED))):
+                                           regs.PRUNE_SEED, regs.TOPK_THRESHOLD))):
                     pass                # read-only: ignored, OKAY
                 with m.Default():
                     m.d.sync += bresp.eq(RESP_SLVERR)
@@ -262,6 +267,8 @@ class AxiTop(wiring.Component):
                     m.d.sync += rdata.eq(prune_seed)
                 with m.Case(regs.PRUNE_SUM >> 2):
                     m.d.sync += rdata.eq(core.prune_sum)
+                with m.Case(regs.TOPK_THRESHOLD >> 2):
+                    m.d.sync += rdata.eq(topk_threshold)
                 for field, value in config_registers(cfg).items():
                     with m.Case(regs.config_offset(field) >> 2):
                         m.d.sync += rdata.eq(value)

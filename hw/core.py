@@ -75,6 +75,7 @@ def core_signature(config: StagConfig) -> wiring.Signature:
         "prune_seed": In(config.lfsr_width),
         "prune_load": In(1),
         "prune_sum": Out(config.prune_sum_bits),
+        "topk_threshold": In(config.operand_bits),
     })
 
 
@@ -90,9 +91,11 @@ class SparseCore(wiring.Component):
         DRAIN results: ``tile_m * tile_n / lanes`` beats per drain, row-major; element ``i`` of a
         beat is column ``group * lanes + i``, a sign-extended ``acc_bits`` value at bits
         ``[i*acc_bits, (i+1)*acc_bits)``. Above the values, bit ``lanes*acc_bits + i`` is the
-        element's ReLU mask bit, ``value > 0`` (Sarma et al.; ``ref.contract.drain_mask``): the
-        mask fields of one row's beats, concatenated, are that row's output-mask word in the form
-        a masked GEMM takes it on ``i_data``.
+        element's mask bit: its ReLU mask bit, ``value > 0`` (Sarma et al.;
+        ``ref.contract.drain_mask``), or on a ``topk`` drain SWAT's keep bit
+        ``|value| >= topk_threshold`` (``ref.contract.drain_keep_mask``). The mask fields of one
+        row's beats, concatenated, are that row's output-mask word in the form a masked GEMM takes
+        it on ``i_data``.
     counters : Out(:func:`counters_layout`)
     idle : Out(1)
         No command queued, loading or running, and no result waiting.
@@ -104,6 +107,9 @@ class SparseCore(wiring.Component):
     prune_sum : Out(prune_sum_bits)
         Sum of ``|g|`` over the codes of every pruning drain since the last load, before pruning;
         final when ``idle`` is high.
+    topk_threshold : In(operand_bits)
+        SWAT's stored top-K threshold (a magnitude) for ``topk`` drains. It is registered, so it
+        must be set one cycle before such a drain's command is sent and held while it runs.
     """
 
     def __init__(self, config: StagConfig) -> None:
@@ -262,9 +268,15 @@ class SparseCore(wiring.Component):
             draws.load.eq(self.prune_load),
             draws.advance.eq(pruned_beat),
         ]
-        requantized, positive, codes = [], [], []
+        # SWAT's threshold as the requantizers compare it: thr - 1 and thr == 0, registered so the
+        # subtraction stays off the drain path.
+        thr_m1 = Signal(cfg.operand_bits)
+        thr_zero = Signal()
+        m.d.sync += [thr_m1.eq(self.topk_threshold - 1), thr_zero.eq(self.topk_threshold == 0)]
+        requantized, mask_bits, codes = [], [], []
         for b, bank in enumerate(banks):
-            rq = Requantizer(cfg.acc_bits, cfg.prune_tau_bits, code_bits=cfg.operand_bits)
+            rq = Requantizer(cfg.acc_bits, cfg.prune_tau_bits, code_bits=cfg.operand_bits,
+                             thr_bits=cfg.operand_bits)
             m.submodules[f"requantize{b}"] = rq
             held = Signal.like(bank.rd_value, name=f"drain_value{b}")
             with m.If((state == DRAIN) & advance):
@@ -281,17 +293,20 @@ class SparseCore(wiring.Component):
                 rq.i_tau.eq(draws.o_tau),
                 rq.i_tau_m1.eq(draws.o_tau_m1),
                 rq.i_draw_m1.eq(draws.o_draw_m1[b]),
+                rq.i_topk.eq(cmd.topk),
+                rq.i_thr_m1.eq(thr_m1),
+                rq.i_thr_zero.eq(thr_zero),
                 rq.en.eq((state == DRAIN) & advance),
             ]
             requantized.append(rq.o_value)
-            positive.append(rq.o_positive)
+            mask_bits.append(rq.o_mask)
             codes.append(rq.o_code)
         with m.If((state == DRAIN) & advance):
-            # The ReLU mask rides on the result beat, into the same output register (no added
-            # latency); the requantizer decides it beside its saturation (Requantizer.o_positive).
+            # The mask bit rides on the result beat, into the same output register (no added
+            # latency); the requantizer decides it beside its saturation (Requantizer.o_mask).
             m.d.sync += [
                 self.o_data.valid.eq(quant_valid),
-                self.o_data.payload.eq(Cat(*requantized, *positive)),
+                self.o_data.payload.eq(Cat(*requantized, *mask_bits)),
                 quant_valid.eq(round_valid),
                 round_valid.eq(held_valid),
                 held_valid.eq(read_valid),

@@ -74,6 +74,9 @@ def core_command_layout(acc_index_bits: int) -> data.StructLayout:
     prune : 1 bit
         DRAIN: stochastically prune the requantized codes on the result path (``out_bits`` must be
         ``operand_bits``; threshold and LFSR from the core's ``prune_*`` inputs).
+    topk : 1 bit
+        DRAIN: the mask bit of each element is the top-K keep bit ``|code| >= topk_threshold``
+        (the core's input) instead of ``code > 0``; requantized drains only, not with ``prune``.
     """
     return data.StructLayout({
         "op": 1,
@@ -87,4 +90,5 @@ def core_command_layout(acc_index_bits: int) -> data.StructLayout:
         "rounding": 2,
         "relu": 1,
         "prune": 1,
+        "topk": 1,
     })

@@ -46,7 +46,11 @@ class Requantizer(wiring.Component):
     o_value : Out(signed(acc_bits))   the code, sign-extended (pruned when ``i_prune``)
     o_code : Out(signed(code_bits))   the code before pruning (what the pruner sums), its low
                                       ``code_bits`` bits (all of it on a drain with ``out_bits <= code_bits``)
-    o_positive : Out(1)     ``o_value > 0`` (the ReLU mask bit), same timing as ``o_value``
+    i_topk : In(1)          emit the top-K keep bit as ``o_mask``, pipelined like ``i_relu``
+    i_thr_m1 : In(thr_bits), i_thr_zero : In(1)
+        the top-K threshold ``thr`` as ``thr - 1`` and ``thr == 0`` (held for the whole drain)
+    o_mask : Out(1)         the mask bit, same timing as ``o_value``: ``o_value > 0`` (the ReLU
+                            mask), or with ``i_topk`` SWAT's keep bit ``|o_value| >= thr``
 
     Pruning (``ref.stochastic_prune_codes.prune_codes``; ``g`` the code, ``t = draw_m1 + 1``)::
 
@@ -55,10 +59,12 @@ class Requantizer(wiring.Component):
     ``|g| * 2**w < d * tau`` is ``|g| < ceil(d * tau / 2**w)`` for an integer ``|g|``. Both tests
     and the ReLU mask bit are made from the registered rounded value beside the saturation:
     saturation keeps the sign, so ``|g| = min(|rounded|, limit)`` and ``|g| < x`` is
-    ``|rounded| < x or limit < x``, two comparisons against registered operands.
+    ``|rounded| < x or limit < x``, two comparisons against registered operands. The top-K keep
+    bit is the same test against ``thr`` (a ReLU-zeroed value is kept only at ``thr = 0``).
     """
 
-    def __init__(self, acc_bits: int, tau_bits: int = 1, code_bits: int | None = None) -> None:
+    def __init__(self, acc_bits: int, tau_bits: int = 1, code_bits: int | None = None,
+                 thr_bits: int = 1) -> None:
         self._acc_bits = acc_bits
         super().__init__({
             "i_value": In(signed(acc_bits)),
@@ -70,10 +76,13 @@ class Requantizer(wiring.Component):
             "i_tau": In(tau_bits),
             "i_tau_m1": In(tau_bits),
             "i_draw_m1": In(tau_bits),
+            "i_topk": In(1),
+            "i_thr_m1": In(thr_bits),
+            "i_thr_zero": In(1),
             "en": In(1),
             "o_value": Out(signed(acc_bits)),
             "o_code": Out(signed(acc_bits if code_bits is None else code_bits)),
-            "o_positive": Out(1),
+            "o_mask": Out(1),
         })
 
     def elaborate(self, platform):
@@ -129,6 +138,7 @@ class Requantizer(wiring.Component):
         r_out_bits = Signal(6)
         r_relu = Signal()
         r_prune = Signal()
+        r_topk = Signal()
         r_limit = Signal(signed(w + 2))
         with m.If(self.en):
             m.d.sync += [
@@ -140,6 +150,7 @@ class Requantizer(wiring.Component):
                 r_out_bits.eq(self.i_out_bits),
                 r_relu.eq(self.i_relu),
                 r_prune.eq(self.i_prune),
+                r_topk.eq(self.i_topk),
                 r_limit.eq(narrow_limit),
             ]
 
@@ -161,6 +172,7 @@ class Requantizer(wiring.Component):
         s_value = Signal(signed(w))
         s_relu = Signal()
         s_prune = Signal()
+        s_topk = Signal()
         with m.If(self.en):
             m.d.sync += [
                 s_rounded.eq(r_quotient + round_up),
@@ -169,6 +181,7 @@ class Requantizer(wiring.Component):
                 s_value.eq(r_value),
                 s_relu.eq(r_relu),
                 s_prune.eq(r_prune),
+                s_topk.eq(r_topk),
             ]
 
         saturated = Signal(signed(w + 2))
@@ -195,9 +208,11 @@ class Requantizer(wiring.Component):
         small = below(self.i_tau_m1)
         substitute = Mux(s_limit <= self.i_tau_m1, s_limit, self.i_tau)   # min(tau, limit)
         pruned = Mux(drop, 0, Mux(small, Mux(s_rounded[-1], -substitute, substitute), code))
+        # SWAT's comparator: |g| >= thr, where g is 0 after ReLU zeroed it.
+        keep = self.i_thr_zero | (~relu_zero & ~below(self.i_thr_m1))
         m.d.comb += [
             self.o_value.eq(Mux(relu_zero, 0, Mux(pruning, pruned, code))),
             # A kept pruned value is nonzero (|g| >= t >= 1), so its sign decides the mask bit.
-            self.o_positive.eq(Mux(pruning, ~drop & ~s_rounded[-1], positive)),
+            self.o_mask.eq(Mux(s_topk, keep, Mux(pruning, ~drop & ~s_rounded[-1], positive))),
         ]
         return m

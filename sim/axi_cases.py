@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from hw.config import StagConfig
 from ref.contract.random_programs import MODES, random_program
-from sim.core_regression import prune_cases
+from sim.core_regression import prune_cases, topk_cases
 from sim.core_vectors import VectorCase, make_case
 
 __all__ = ["axi_cases"]
@@ -42,5 +42,8 @@ def axi_cases(config: StagConfig, seed: int, *, count: int | None = None, n_gemm
                                idle=0.3 if gapped else 0.0, stall=0.4 if gapped else 0.0))
     # Programs that prune on the result path, loaded through PRUNE_TAU / PRUNE_SEED.
     for case in prune_cases(config, seed, n_gemms=2)[:1 if big else 2]:
+        cases.append(replace(case, name=f"axi_{case.name}"))
+    # Programs whose drains compare with a top-K threshold written to TOPK_THRESHOLD.
+    for case in topk_cases(config, seed, n_gemms=2)[:1]:
         cases.append(replace(case, name=f"axi_{case.name}"))
     return cases

@@ -224,12 +224,15 @@ class AxiAccelerator:
         await self.write_reg(regs.PRUNE_SEED, seed)
 
     async def run_encoded(self, commands: Sequence[int], data: Sequence[int], drains: int, *,
-                          prune: tuple[int, int] | None = None) -> AxiRun:
+                          prune: tuple[int, int] | None = None, topk_threshold: int | None = None) -> AxiRun:
         """Stream encoded commands and data (``sim.core_program.encode_program``) concurrently, collect
         ``drains`` result tiles, wait for the core to go idle and read the counters. ``prune``:
-        (tau, seed) loaded into the result-path pruner first; ``AxiRun.prune_sum`` then holds PRUNE_SUM."""
+        (tau, seed) loaded into the result-path pruner first; ``AxiRun.prune_sum`` then holds PRUNE_SUM.
+        ``topk_threshold``: written to TOPK_THRESHOLD first (the ``topk`` drains' comparator)."""
         if prune is not None:
             await self.load_pruner(*prune)
+        if topk_threshold is not None:
+            await self.write_reg(regs.TOPK_THRESHOLD, topk_threshold)
         drain_beats = self.config.tile_m * self.config.tile_n // self.config.lanes
         start_cycle, started = self.cycle(), time.perf_counter()
         # Each stream is one frame: the models drive a beat per cycle with no Python await per beat.
@@ -257,13 +260,14 @@ class AxiAccelerator:
 
     async def run_program(self, program: Any) -> AxiRun:
         """Run a ``ref.contract.Program``; ``AxiRun.tiles`` holds the drained ``[tile_m, tile_n]`` tiles and
-        ``AxiRun.masks`` their ReLU mask bits."""
+        ``AxiRun.masks`` their mask bits (ReLU, or top-K keep bits on ``topk`` drains)."""
         # sim.core_program imports torch: only when asked for.
         from sim.core_program import decode_drain, decode_drain_mask, encode_program
 
         encoded = encode_program(program, self.config)
         prune = None if program.prune is None else (program.prune.tau, program.prune.seed)
-        run = await self.run_encoded(encoded.commands, encoded.data, encoded.drains, prune=prune)
+        run = await self.run_encoded(encoded.commands, encoded.data, encoded.drains, prune=prune,
+                                     topk_threshold=program.topk_threshold)
         mask = (1 << self.config.result_bits) - 1  # drop tdata's padding bits
         run.tiles = [decode_drain([beat & mask for beat in frame], self.config) for frame in run.frames]
         run.masks = [decode_drain_mask([beat & mask for beat in frame], self.config) for frame in run.frames]

@@ -78,6 +78,8 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
         await source(ctx, dut.i_data, enc.data)
 
     async def sink(ctx):
+        # SWAT's stored threshold: registered by the core, so set before the first command.
+        ctx.set(dut.topk_threshold, program.topk_threshold or 0)
         if setting is not None:
             ctx.set(dut.prune_tau, setting.tau)
             ctx.set(dut.prune_seed, setting.seed)

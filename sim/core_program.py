@@ -60,6 +60,10 @@ def program_for_config(program: Program, config: StagConfig) -> None:
         if setting.tau >= 1 << config.prune_tau_bits:
             raise ProgramMismatch(f"program prune tau = {setting.tau}, but the core's tau has "
                                   f"{config.prune_tau_bits} bits (0..{(1 << config.prune_tau_bits) - 1})")
+    thr = program.topk_threshold
+    if thr is not None and thr >= 1 << config.operand_bits:
+        raise ProgramMismatch(f"program topk_threshold = {thr}, but the core's threshold has "
+                              f"{config.operand_bits} bits (0..{(1 << config.operand_bits) - 1})")
     for i, cmd in enumerate(program.commands):
         if isinstance(cmd, Drain) and cmd.prune and cmd.out_bits != config.operand_bits:
             raise ProgramMismatch(f"commands[{i}] prunes with out_bits = {cmd.out_bits}; the result path prunes "
@@ -137,7 +141,8 @@ def encode_program(program: Program, config: StagConfig) -> EncodedProgram:
             drains += 1
             fields = dict(op=OP_DRAIN, acc=cmd.acc, shift=cmd.shift,
                           out_bits=0 if cmd.out_bits is None else cmd.out_bits,
-                          rounding=ROUNDING_CODES[cmd.rounding], relu=int(cmd.relu), prune=int(cmd.prune))
+                          rounding=ROUNDING_CODES[cmd.rounding], relu=int(cmd.relu), prune=int(cmd.prune),
+                          topk=int(cmd.topk))
         commands.append(layout.const(fields).as_value().value)
         per_command.append(len(data) - start)
     return EncodedProgram(

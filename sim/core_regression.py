@@ -8,12 +8,18 @@ with random input starvation and output backpressure. Expected values come from 
 
 from __future__ import annotations
 
+import dataclasses
+
 from hw.config import StagConfig
-from ref.contract import PruneSetting
+from ref.contract import Drain, PruneSetting, evaluate
 from ref.contract.random_programs import MODES, random_program
+from ref.topk_codes import keep_count, select_threshold
 from sim.core_vectors import VectorCase, make_case
 
-__all__ = ["DENSITIES", "prune_cases", "regression_cases"]
+__all__ = ["DENSITIES", "TOPK_KEEP", "prune_cases", "regression_cases", "topk_cases"]
+
+#: Kept fraction of the top-K cases whose threshold is selected from their own codes.
+TOPK_KEEP = 0.3
 
 #: Operand / mask densities of the regression (the issue's list).
 DENSITIES: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
@@ -60,5 +66,33 @@ def prune_cases(config: StagConfig, seed: int, *, n_gemms: int | None = None) ->
             seed=seed * 1000 + 900 + i, prune=setting)
         stalled = i % 2 == 1
         cases.append(make_case(f"prune_{mode}_d{round(density * 100):03d}_tau{tau}", program, config,
+                               idle=0.3 if stalled else 0.0, stall=0.4 if stalled else 0.0))
+    return cases
+
+
+def topk_cases(config: StagConfig, seed: int, *, n_gemms: int | None = None) -> list[VectorCase]:
+    """Programs whose odd output tiles drain with the top-K comparator (``Drain(topk=True)``): a
+    threshold selected exactly over those tiles' codes (SWAT's rule with keep = ``TOPK_KEEP``), a
+    threshold of 1, one above every code (keeps nothing) and 0 (keeps everything), on different
+    modes and densities; half under random stalls."""
+    if n_gemms is None:
+        n_gemms = 4 if config.tile_m * config.tile_n * config.tile_k <= 4096 else 2
+    qmax = (1 << (config.operand_bits - 1)) - 1
+    plans = (("a", 0.7, None), ("all", 1.0, 1), ("b", 0.5, qmax + 1), ("dense", 1.0, 0))
+    cases = []
+    for i, (mode, density, threshold) in enumerate(plans):
+        program = random_program(
+            mode=mode, density=density, tile_m=config.tile_m, tile_n=config.tile_n, tile_k=config.tile_k,
+            operand_bits=config.operand_bits, acc_bits=config.acc_bits, n_gemms=n_gemms, k_tiles=2,
+            seed=seed * 1000 + 950 + i, topk_threshold=0 if threshold is None else threshold)
+        if threshold is None:
+            # The threshold SWAT's recomputation would store for the codes these drains emit.
+            drained = evaluate(program).tiles
+            codes = [int(v) for cmd, tile in zip((c for c in program.commands if isinstance(c, Drain)), drained,
+                                                 strict=True) if cmd.topk for v in tile.flatten().tolist()]
+            threshold = select_threshold(codes, keep_count(TOPK_KEEP, len(codes)), operand_bits=config.operand_bits)
+            program = dataclasses.replace(program, topk_threshold=threshold)
+        stalled = i % 2 == 1
+        cases.append(make_case(f"topk_{mode}_d{round(density * 100):03d}_thr{threshold}", program, config,
                                idle=0.3 if stalled else 0.0, stall=0.4 if stalled else 0.0))
     return cases

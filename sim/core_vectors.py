@@ -4,7 +4,8 @@ The pytest side (which has torch loaded) lowers and evaluates programs with ``re
 them here as plain integers; the testbench (``sim.tb_core``) only streams integers in and compares
 integers out, so the simulator process never imports torch. The file is JSON:
 ``{"cases": [{"name", "commands", "data", "expected", "drain_beats", "effectual_macs",
-"dense_macs", "idle", "stall", "prune_tau", "prune_seed", "prune_sum"}, ...]}`` where ``expected``
+"dense_macs", "idle", "stall", "prune_tau", "prune_seed", "prune_sum", "topk_threshold"}, ...]}``
+where ``expected``
 holds the ``o_data`` beats ``ref`` predicts (every drained value, packed as the core packs them).
 """
 
@@ -38,17 +39,18 @@ class VectorCase:
     prune_tau: int | None = None     # the program's PruneSetting, loaded before it runs
     prune_seed: int | None = None
     prune_sum: int | None = None     # ref's sum of |g| over the pruning drains
+    topk_threshold: int = 0          # SWAT's stored threshold for the program's topk drains
 
 
-def _pack_tile(tile, relu_mask, config: StagConfig) -> list[int]:
-    """A drained tile and its ReLU mask (``ref.contract.drain_mask``) as the core's ``o_data``
-    beats: row-major row groups of ``lanes`` values, their ``lanes`` mask bits above them."""
+def _pack_tile(tile, mask_bits, config: StagConfig) -> list[int]:
+    """A drained tile and its mask bits (``ref.contract.ProgramResult.masks``) as the core's
+    ``o_data`` beats: row-major row groups of ``lanes`` values, their ``lanes`` mask bits above them."""
     beats = []
     mask = (1 << config.acc_bits) - 1
     mask_base = config.lanes * config.acc_bits
     for r in range(config.tile_m):
         row = [int(v) for v in tile[r].tolist()]
-        bits = [bool(v) for v in relu_mask[r].tolist()]
+        bits = [bool(v) for v in mask_bits[r].tolist()]
         for g in range(config.tile_n // config.lanes):
             beat = 0
             for e in range(config.lanes):
@@ -65,15 +67,16 @@ def make_case(name: str, program: Program, config: StagConfig, *, idle: float = 
     encoded = encode_program(program, config)
     if result is None:
         result = evaluate(program)
-    expected = [beat for tile, relu_mask in zip(result.tiles, result.masks, strict=True)
-                for beat in _pack_tile(tile, relu_mask, config)]
+    expected = [beat for tile, mask_bits in zip(result.tiles, result.masks, strict=True)
+                for beat in _pack_tile(tile, mask_bits, config)]
     return VectorCase(
         name=name, commands=list(encoded.commands), data=list(encoded.data), expected=expected,
         drain_beats=encoded.drain_beats,
         effectual_macs=sum(c.effectual_macs for c in result.counts),
         dense_macs=sum(c.dense_macs for c in result.counts), idle=idle, stall=stall,
         prune_tau=None if program.prune is None else program.prune.tau,
-        prune_seed=None if program.prune is None else program.prune.seed, prune_sum=result.prune_sum)
+        prune_seed=None if program.prune is None else program.prune.seed, prune_sum=result.prune_sum,
+        topk_threshold=program.topk_threshold or 0)
 
 
 def write_vectors(path: str | Path, cases: list[VectorCase]) -> Path:

@@ -32,9 +32,11 @@ class Suite:
 
 
 def _core_vectors(config: StagConfig, seed: int) -> list[VectorCase]:
-    from sim.core_regression import regression_cases  # imports torch; only when a core suite runs
+    # Imports torch; only when a core suite runs.
+    from sim.core_regression import prune_cases, regression_cases, topk_cases
 
-    return regression_cases(config, seed)
+    # Every mode and density, then the result path's pruner and top-K comparator.
+    return regression_cases(config, seed) + prune_cases(config, seed) + topk_cases(config, seed)
 
 
 def _axi_vectors(config: StagConfig, seed: int) -> list[VectorCase]:

@@ -66,7 +66,7 @@ async def test_registers(dut):
     record: dict[str, object] = {"config": readback}
 
     assert await acc.read_reg(regs.ID) == 0x5354_4147, "ID must read ASCII 'STAG'"
-    assert await acc.read_reg(regs.VERSION) == 0x0001_0001
+    assert await acc.read_reg(regs.VERSION) == 0x0001_0002
     reset_values = {name: await acc.read_reg(offset) for name, offset in (
         ("CTRL", regs.CTRL), ("STATUS", regs.STATUS), ("SNAPSHOT", regs.SNAPSHOT), ("SCRATCH", regs.SCRATCH),
         ("CMD_COUNT", regs.CMD_COUNT), ("TILE_COUNT", regs.TILE_COUNT))}
@@ -100,7 +100,12 @@ async def test_registers(dut):
     await acc.write_reg(regs.PRUNE_SEED, 0xA5A5_A5A5 & seed_mask)
     assert await acc.read_reg(regs.PRUNE_SEED) == 0xA5A5_A5A5 & seed_mask
     assert await acc.read_reg(regs.PRUNE_SUM) == 0
-    for offset in (0x02C, 0x03C, regs.CONFIG_BASE + 4 * len(regs.CONFIG_FIELDS), last_counter + 4, 0xFFC):
+    # TOPK_THRESHOLD reads back its operand_bits bits.
+    assert await acc.read_reg(regs.TOPK_THRESHOLD) == 0
+    await acc.write_reg(regs.TOPK_THRESHOLD, 0xFFFF_FFFF)
+    assert await acc.read_reg(regs.TOPK_THRESHOLD) == (1 << config.operand_bits) - 1
+    await acc.write_reg(regs.TOPK_THRESHOLD, 0)
+    for offset in (0x030, 0x03C, regs.CONFIG_BASE + 4 * len(regs.CONFIG_FIELDS), last_counter + 4, 0xFFC):
         await _expect_error(acc, offset, write=False)
         await _expect_error(acc, offset, write=True)
     assert await acc.read_reg(regs.SCRATCH) == 0xDE5A_BEEF, "an erroring write changed SCRATCH"
@@ -151,7 +156,8 @@ async def test_programs(dut):
         watch = _IrqWatch(acc)
         drains = len(case.expected) // case.drain_beats
         prune = None if case.prune_tau is None else (case.prune_tau, case.prune_seed)
-        run = await acc.run_encoded(case.commands, case.data, drains, prune=prune)
+        run = await acc.run_encoded(case.commands, case.data, drains, prune=prune,
+                                    topk_threshold=case.topk_threshold)
         acc.set_gaps(None)
         log_speed(run, case.name)
         if os.environ.get("STAG_SPEED_FILE"):      # sim.axi_speed: wall-clock figures stay out of the records

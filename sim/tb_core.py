@@ -43,6 +43,7 @@ async def test_programs(dut):
         dut.prune_load.value = 0        # the pruner's inputs are driven in every case (no X in Icarus)
         dut.prune_tau.value = 0
         dut.prune_seed.value = 1
+        dut.topk_threshold.value = case.topk_threshold   # registered: set before any command
         counter = await reset_and_count(dut, start_clock=index == 0)
         if case.prune_tau is not None:
             # Load the result-path pruner: tau, seed, then two cycles before the first command.

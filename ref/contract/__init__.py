@@ -4,7 +4,7 @@ See docs/contract.md. Public API:
 
 - formats:  BitmapTile, encode_bitmap, decode_bitmap, metadata_bits
 - commands: Operand, TileGemm, Drain, Region, Program, PruneSetting
-- evaluate: evaluate, ProgramResult, CommandCount, drain_mask, wrap
+- evaluate: evaluate, ProgramResult, CommandCount, drain_mask, drain_keep_mask, wrap
 - lowering: lower_pass, run_pass, lower_gemm, gemm_formats, im2col, LoweredPass, PassResult
 - random_programs: random_program (random sparse programs for RTL verification and benchmarks)
 - trace_programs: trace_programs, TracePass, truncate_program, make_digits_trace (programs from
@@ -15,7 +15,7 @@ See docs/contract.md. Public API:
 """
 
 from ref.contract.commands import Drain, Operand, Program, PruneSetting, Region, TileGemm
-from ref.contract.evaluate import CommandCount, ProgramResult, drain_mask, evaluate, wrap
+from ref.contract.evaluate import CommandCount, ProgramResult, drain_keep_mask, drain_mask, evaluate, wrap
 from ref.contract.formats import BitmapTile, decode_bitmap, encode_bitmap, metadata_bits
 from ref.contract.lowering import LoweredPass, PassResult, gemm_formats, im2col, lower_gemm, lower_pass, run_pass
 from ref.contract.random_programs import random_program
@@ -35,6 +35,7 @@ __all__ = [
     "TileGemm",
     "TracePass",
     "decode_bitmap",
+    "drain_keep_mask",
     "drain_mask",
     "encode_bitmap",
     "evaluate",

@@ -23,6 +23,12 @@ Semantics (exact, integer; ``ref.contract.evaluate`` is the executable definitio
   :class:`PruneSetting` gives ``tau`` and the LFSR (seeded when the program starts); the result
   path also sums ``|g|`` over every pruned drain (``ProgramResult.prune_sum``), from which the host
   forms the next tensor's ``tau`` (the pruner's previous-tau mode).
+- ``Drain(..., topk=True)`` (requantized drains only, not with ``prune``): the element's mask bit
+  is SWAT's top-K keep bit ``|value| >= topk_threshold`` instead of ``value > 0``; the codes are
+  unchanged (``ref.contract.evaluate.drain_keep_mask``). This is the comparator of SWAT's
+  periodic top-K between recomputations: the program's ``topk_threshold`` is the stored threshold
+  (``ref.topk_codes``), and one drain gives both the dense activation Y, which the next layer's
+  forward pass uses, and the keep bitmap of its top-K X_hat, which the next layer's BWW uses.
 """
 
 from __future__ import annotations
@@ -124,7 +130,8 @@ class TileGemm:
 @dataclass(frozen=True)
 class Drain:
     """Read accumulator ``acc`` out, requantized (``out_bits`` set) or raw (``out_bits=None``);
-    ``prune``: stochastically prune the requantized codes on the result path (see the module doc)."""
+    ``prune``: stochastically prune the requantized codes on the result path; ``topk``: emit the
+    top-K keep bit ``|value| >= Program.topk_threshold`` as the mask (see the module doc)."""
 
     acc: int
     shift: int = 0
@@ -132,6 +139,7 @@ class Drain:
     rounding: Literal["half_away", "half_even", "floor"] = "half_away"
     relu: bool = False
     prune: bool = False
+    topk: bool = False
 
     def __post_init__(self) -> None:
         if not _is_int(self.acc) or self.acc < 0:
@@ -151,6 +159,12 @@ class Drain:
             raise ValueError(f"prune must be a bool, got {self.prune!r}")
         if self.prune and self.out_bits is None:
             raise ValueError("prune needs a requantized drain (out_bits set): the pruner works on codes")
+        if not isinstance(self.topk, bool):
+            raise ValueError(f"topk must be a bool, got {self.topk!r}")
+        if self.topk and self.out_bits is None:
+            raise ValueError("topk needs a requantized drain (out_bits set): the comparator works on codes")
+        if self.topk and self.prune:
+            raise ValueError("topk and prune cannot both be set: each decides the drain's mask bit")
 
 
 @dataclass(frozen=True)
@@ -213,6 +227,8 @@ class Program:
         output_shape:  (rows, cols) of the output matrix the drains assemble into, or None.
         drain_regions: one Region per Drain, in program order (required when output_shape is set).
         prune:         the pruner's threshold and LFSR at the start (needed when a Drain prunes).
+        topk_threshold: the stored top-K threshold (a magnitude, >= 0) that ``topk`` Drains compare
+                       with (needed when a Drain has ``topk``).
     """
 
     commands: tuple[Command, ...]
@@ -223,6 +239,7 @@ class Program:
     output_shape: tuple[int, int] | None = None
     drain_regions: tuple[Region, ...] = field(default=())
     prune: PruneSetting | None = None
+    topk_threshold: int | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.acc_bits) or not 2 <= self.acc_bits <= MAX_ACC_BITS:
@@ -243,6 +260,8 @@ class Program:
                 n_drains += 1
                 if cmd.prune and self.prune is None:
                     raise ValueError(f"commands[{i}] prunes, so the program needs a PruneSetting (prune=...)")
+                if cmd.topk and self.topk_threshold is None:
+                    raise ValueError(f"commands[{i}] has topk, so the program needs a topk_threshold")
             else:
                 raise ValueError(f"commands[{i}] must be a TileGemm or Drain, got {type(cmd).__name__}")
         if self.output_shape is not None and len(self.drain_regions) != n_drains:
@@ -251,6 +270,8 @@ class Program:
             )
         if self.prune is not None and not isinstance(self.prune, PruneSetting):
             raise ValueError(f"prune must be a PruneSetting or None, got {self.prune!r}")
+        if self.topk_threshold is not None and (not _is_int(self.topk_threshold) or self.topk_threshold < 0):
+            raise ValueError(f"topk_threshold must be None or an int >= 0, got {self.topk_threshold!r}")
         if self.output_shape is None and self.drain_regions:
             raise ValueError("drain_regions requires output_shape")
         for j, reg in enumerate(self.drain_regions):

@@ -42,7 +42,8 @@ class ProgramResult:
     output: int64 matrix of ``program.output_shape`` assembled from the tiles via drain_regions
             (elements no region covers are 0), or None when the program declares no output.
     counts: one CommandCount per command.
-    masks:  the ReLU mask of each drained tile (:func:`drain_mask`), what the result path emits.
+    masks:  the mask bits the result path emits with each drained tile: the ReLU mask
+            (:func:`drain_mask`), or for a ``topk`` Drain the top-K keep bits (:func:`drain_keep_mask`).
     prune_sum: sum of |g| over the codes of every pruning Drain before pruning (None when the
             program has no PruneSetting).
     """
@@ -50,11 +51,8 @@ class ProgramResult:
     tiles: tuple[torch.Tensor, ...]
     output: torch.Tensor | None
     counts: tuple[CommandCount, ...]
+    masks: tuple[torch.Tensor, ...]
     prune_sum: int | None = None
-
-    @property
-    def masks(self) -> tuple[torch.Tensor, ...]:
-        return tuple(drain_mask(t) for t in self.tiles)
 
     @property
     def dense_macs(self) -> int:
@@ -73,6 +71,12 @@ def drain_mask(tile: torch.Tensor) -> torch.Tensor:
     ``ref.relu_mask_codes.relu_mask``; Sarma et al.). Bool tensor of the tile's shape.
     """
     return relu_mask(tile)
+
+
+def drain_keep_mask(tile: torch.Tensor, threshold: int) -> torch.Tensor:
+    """The mask bit a ``topk`` Drain emits instead: SWAT's keep rule ``|value| >= threshold``
+    (``ref.topk_codes.apply_threshold`` for single elements; ties at the threshold are kept)."""
+    return tile.abs() >= threshold
 
 
 def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -118,6 +122,7 @@ def evaluate(program: Program) -> ProgramResult:
     """Run ``program`` bit-exactly and return the drained tiles, the assembled output and work counts."""
     accs: dict[int, torch.Tensor] = {}
     tiles: list[torch.Tensor] = []
+    masks: list[torch.Tensor] = []
     counts: list[CommandCount] = []
     setting = program.prune
     lfsr = None if setting is None else GaloisLFSR(setting.lfsr_width, setting.lfsr_taps, setting.seed)
@@ -138,9 +143,14 @@ def evaluate(program: Program) -> ProgramResult:
                 draws = lfsr.draw_many(tile.numel()) if setting.tau else None
                 tile = prune_codes(tile, setting.tau, draws, operand_bits=cmd.out_bits, lfsr_width=setting.lfsr_width)
             tiles.append(tile)
+            if cmd.topk:
+                assert program.topk_threshold is not None  # Program checks
+                masks.append(drain_keep_mask(tile, program.topk_threshold))
+            else:
+                masks.append(drain_mask(tile))
             counts.append(CommandCount(i, "drain", 0, 0))
     return ProgramResult(tiles=tuple(tiles), output=_assemble(program, tiles), counts=tuple(counts),
-                         prune_sum=prune_sum)
+                         masks=tuple(masks), prune_sum=prune_sum)
 
 
 def _assemble(program: Program, tiles: list[torch.Tensor]) -> torch.Tensor | None:

@@ -17,6 +17,8 @@ stochastic_prune    FWD, Drain with ReLU                    StochasticPrune(dY) 
                                                             BWW(X, dY_p)
 swat                TopKSelect(W) -> W_hat; TopKSelect(X)   BWI(dY, W_hat); BWW(X_hat, dY)
                     -> X_hat; FWD(X, W_hat), Drain w. ReLU
+                    (with a stored threshold of A: its
+                    top-K keep bits from the result path)
 resprop             FWD, Drain with ReLU                    ReSpropDifference(dY, P) -> S; dX =
                                                             rq(BWI(S) + BWI(P) broadcast);
                                                             dW = BWW(X, S) + BWW(X, P broadcast)
@@ -40,7 +42,7 @@ always fits the core's operand width.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 import torch
@@ -90,8 +92,11 @@ class LayerInputs:
     prune_c_fixed / prune_seed (stochastic_prune: ``to_fixed(c, frac_bits)``, LFSR reseed value);
     topk_keep / topk_slice_len_w (swat: kept fraction, 1 or R*S for channel top-K of W); p [K, P, Q]
     (resprop: stored sample, same scale as dy), resprop_load (mant, exp), resprop_target_cp,
-    resprop_sample (the sample stored as the next P; ``>= N`` stores none). ``source``: where the
-    tensors came from (trace, layer, iteration, crop).
+    resprop_sample (the sample stored as the next P; ``>= N`` stores none). ``a_topk_threshold``
+    (swat): the stored top-K threshold of this layer's activation A (the next layer's X) between
+    two recomputations; the FWD Drain then emits A's keep bits ``|A| >= threshold`` on the result
+    path (``Drain(topk=True)``) instead of its ReLU mask. ``source``: where the tensors came from
+    (trace, layer, iteration, crop).
     """
 
     algo: str
@@ -111,6 +116,7 @@ class LayerInputs:
     resprop_load: tuple[int, int] = (0, 0)
     resprop_target_cp: int = 0
     resprop_sample: int = 0
+    a_topk_threshold: int | None = None
     source: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -120,6 +126,9 @@ class LayerInputs:
             t = getattr(self, name)
             if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.dim() != 4:
                 raise ValueError(f"{name} must be a 4-D int64 code tensor")
+        if self.a_topk_threshold is not None and (self.algo != "swat" or self.a_topk_threshold < 0):
+            raise ValueError(f"a_topk_threshold must be None or, for swat, an int >= 0; got "
+                             f"{self.a_topk_threshold!r} for {self.algo}")
         if self.algo == "resprop" and (self.p is None or tuple(self.p.shape) != tuple(self.dy.shape[1:])):
             raise ValueError(f"resprop needs p of shape {tuple(self.dy.shape[1:])} (one dY sample)")
 
@@ -128,7 +137,7 @@ class StepBackend(Protocol):
     """Executes the programs and unit commands of a step. Tensors are int64 codes / bool masks, row-major."""
 
     def gemm(self, program: Program) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The drained tiles of ``program`` and their ReLU masks from the result path, in program order."""
+        """The drained tiles of ``program`` and their mask bits from the result path, in program order."""
         ...
 
     def unit(self, command: UnitCommand) -> UnitResult:
@@ -159,6 +168,8 @@ class LayerStep:
     w_fwd:   W fed to FWD and BWI (swat: top-K of W);       w_keep, w_threshold: swat's W top-K.
     x_bww:   X fed to BWW (swat: top-K of X);                 x_keep, x_threshold: swat's X top-K.
     a:       the activation, FWD requantized with ReLU (all).
+    a_keep:  |a| >= a_topk_threshold, the FWD drain's top-K keep bits from the result path (swat with
+             a stored threshold): the keep bitmap of the next layer's X_hat.
     mask_out: a > 0 (= z > 0), the FWD drain's mask from the core's result path (relu_mask).
     mask_in: X > 0 from ReluMaskEmit(X) (relu_mask).
     dy_g:    the gradient fed to BWI and BWW (pruned dY / S / dY).  tau: the pruner's threshold.
@@ -181,6 +192,7 @@ class LayerStep:
     x_keep: torch.Tensor | None = None
     x_threshold: int | None = None
     mask_out: torch.Tensor | None = None
+    a_keep: torch.Tensor | None = None
     mask_in: torch.Tensor | None = None
     tau: int | None = None
     resprop_nnz: int | None = None
@@ -217,6 +229,9 @@ def _check_fits(params: StepParams, inp: LayerInputs) -> None:
             if t.numel() > params.topk_max_elems:
                 raise ValueError(f"swat: {name} has {t.numel()} codes, more than topk_max_elems = "
                                  f"{params.topk_max_elems}")
+    if inp.a_topk_threshold is not None and inp.a_topk_threshold >= 1 << params.operand_bits:
+        raise ValueError(f"swat: a_topk_threshold = {inp.a_topk_threshold}, but the result path compares "
+                         f"operand_bits = {params.operand_bits}-bit magnitudes (0..{(1 << params.operand_bits) - 1})")
     if inp.algo == "stochastic_prune" and inp.dy.numel() >= 1 << params.prune_count_bits:
         raise ValueError(f"stochastic_prune: dy has {inp.dy.numel()} codes, the pruner counts to "
                          f"{(1 << params.prune_count_bits) - 1} (prune_count_bits)")
@@ -247,15 +262,21 @@ def layer_step(inp: LayerInputs, params: StepParams, backend: StepBackend | None
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
 
     def run_with_mask(pass_: str, *, drain: Drain | None = None, out_mask: torch.Tensor | None = None,
-                      formats: tuple[str, str] | None = None, **ops) -> tuple[torch.Tensor, torch.Tensor]:
+                      formats: tuple[str, str] | None = None, topk_threshold: int | None = None,
+                      **ops) -> tuple[torch.Tensor, torch.Tensor]:
         """Lower one pass (formats from the policy's skips unless given), run it, reassemble the
-        output and the ReLU mask the result path emitted with it."""
+        output and the mask the result path emitted with it (ReLU, or with ``topk_threshold``
+        the top-K keep bits of every Drain)."""
         a_fmt, b_fmt = formats or gemm_formats(pass_, skips[pass_])
         lowered = lower_pass("conv2d", pass_, **ops, **geo, a_format=a_fmt, b_format=b_fmt, out_mask=out_mask,
                              tiles=params.tiles, acc_bits=params.acc_bits, drain=drain)
-        tiles, masks = be.gemm(lowered.program)
-        output = lowered.reassemble(_assemble(lowered.program, tiles))
-        mask = lowered.reassemble(_assemble(lowered.program, [m.to(torch.int64) for m in masks])).bool()
+        program = lowered.program
+        if topk_threshold is not None:
+            program = replace(program, topk_threshold=topk_threshold, commands=tuple(
+                replace(c, topk=True) if isinstance(c, Drain) else c for c in program.commands))
+        tiles, masks = be.gemm(program)
+        output = lowered.reassemble(_assemble(program, tiles))
+        mask = lowered.reassemble(_assemble(program, [m.to(torch.int64) for m in masks])).bool()
         return output, mask
 
     def run(pass_: str, **kw) -> torch.Tensor:
@@ -288,6 +309,10 @@ def layer_step(inp: LayerInputs, params: StepParams, backend: StepBackend | None
         if not torch.equal(emitted.act, x):
             raise ValueError("relu_mask: the layer input X must be a ReLU output (codes >= 0)")
         out.update(a=a, mask_out=mask_out, mask_in=emitted.mask)
+    elif inp.a_topk_threshold is not None:
+        # SWAT between recomputations: A's top-K keep bits leave the core with A itself.
+        out["a"], out["a_keep"] = run_with_mask("fwd", x=x, w=w_fwd, topk_threshold=inp.a_topk_threshold,
+                                                drain=Drain(0, inp.fwd_shift, b, ROUNDING, relu=True))
     else:
         out["a"] = run("fwd", x=x, w=w_fwd, drain=Drain(0, inp.fwd_shift, b, ROUNDING, relu=True))
     # -- units on dY -------------------------------------------------------------------------------

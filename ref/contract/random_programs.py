@@ -135,6 +135,7 @@ def random_program(
     a_format: str | None = None,
     b_format: str | None = None,
     prune: PruneSetting | None = None,
+    topk_threshold: int | None = None,
 ) -> Program:
     """A random Program of ``n_gemms`` output tiles, each ``k_tiles`` TileGemms plus one Drain.
 
@@ -148,6 +149,8 @@ def random_program(
     ``prune``: the program gets this PruneSetting and its even-numbered output tiles drain pruned
     (``out_bits = operand_bits``, a shift that spreads the codes over the range, the tile's random
     rounding and ReLU); the other drains and every operand are the same as without it.
+    ``topk_threshold``: the program gets this top-K threshold and its odd-numbered output tiles
+    drain requantized the same way with ``topk`` (the keep bits as their mask).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -183,12 +186,16 @@ def random_program(
             b = Operand.of(_random_tile(tk, tn, db, operand_bits, gen), fb)
             commands.append(TileGemm(acc, a, b, out_mask=mask, accumulate=k > 0))
         drain = _random_drain(acc, acc_bits, gen)
+        # A product of two b-bit codes is ~2**(2b-2); sums of tile_k*k_tiles of them grow by
+        # about their square root: this shift leaves codes across the b-bit range.
+        code_shift = min(MAX_SHIFT, operand_bits - 1 + (tk * k_tiles).bit_length() // 2)
         if prune is not None and t % 2 == 0:
-            # A product of two b-bit codes is ~2**(2b-2); sums of tile_k*k_tiles of them grow by
-            # about their square root: this shift leaves codes across the b-bit range.
-            shift = min(MAX_SHIFT, operand_bits - 1 + (tk * k_tiles).bit_length() // 2)
-            drain = Drain(acc, shift=shift, out_bits=operand_bits, rounding=drain.rounding, relu=drain.relu,
+            drain = Drain(acc, shift=code_shift, out_bits=operand_bits, rounding=drain.rounding, relu=drain.relu,
                           prune=True)
+        elif topk_threshold is not None and t % 2 == 1:
+            drain = Drain(acc, shift=code_shift, out_bits=operand_bits, rounding=drain.rounding, relu=drain.relu,
+                          topk=True)
         commands.append(drain)
         regions.append(Region(t * tm, 0, tm, tn))
-    return Program(tuple(commands), acc_bits, tm, tn, tk, (n_gemms * tm, tn), tuple(regions), prune=prune)
+    return Program(tuple(commands), acc_bits, tm, tn, tk, (n_gemms * tm, tn), tuple(regions), prune=prune,
+                   topk_threshold=topk_threshold)

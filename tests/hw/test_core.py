@@ -17,11 +17,12 @@ from amaranth.sim import Simulator
 from hw.config import preset
 from hw.layouts import ROUNDING_CODES
 from hw.requantize import Requantizer
-from ref.contract import Drain, Operand, Program, PruneSetting, TileGemm, evaluate
+from ref.contract import Drain, Operand, Program, PruneSetting, TileGemm, drain_keep_mask, evaluate
 from ref.contract.random_programs import random_program
 from ref.lfsr import DEFAULT_TAPS, GaloisLFSR
 from ref.numerics import requantize
 from ref.stochastic_prune_codes import mean_deviation_bound
+from ref.topk_codes import apply_threshold
 from sim.core_amaranth import run_core_amaranth
 from sim.core_program import ProgramMismatch, encode_program, mask_beats_from_drain
 
@@ -148,7 +149,7 @@ def test_requantizer_matches_ref_numerics():
                 ctx.set(dut.i_value, v)
                 await ctx.tick().repeat(2)  # latency 2: the value's code appears after the second edge
                 got = ctx.get(dut.o_value)
-                positive = ctx.get(dut.o_positive)
+                positive = ctx.get(dut.o_mask)
                 if got != w or positive != (w > 0):
                     failures.append((v, shift, out_bits, rounding, relu, got, w, positive))
 
@@ -157,6 +158,76 @@ def test_requantizer_matches_ref_numerics():
     sim.add_testbench(bench)
     sim.run()
     assert failures == []
+
+
+def test_requantizer_topk_mask_is_swat_keep_rule():
+    """With ``i_topk`` the mask bit is |code| >= thr (ties kept), written out here with
+    ``ref.topk_codes.apply_threshold``; the code itself is unchanged. Thresholds from 0 (keep all)
+    to above the largest code (keep none), with and without ReLU, saturating shifts included."""
+    acc_bits, operand_bits = 10, 4
+    rng = random.Random(9)
+    print("seed=9")
+    values = [0, 1, -1, 7, -7, 8, -8, 40, -40, (1 << (acc_bits - 1)) - 1, -(1 << (acc_bits - 1))]
+    values += [rng.randint(-(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1) for _ in range(30)]
+    dut = Requantizer(acc_bits, code_bits=operand_bits, thr_bits=operand_bits)
+    failures, kept, dropped = [], 0, 0
+
+    async def bench(ctx):
+        nonlocal kept, dropped
+        ctx.set(dut.en, 1)
+        ctx.set(dut.i_topk, 1)
+        ctx.set(dut.i_out_bits, operand_bits)
+        for shift in (0, 2, 4):
+            for relu in (False, True):
+                for thr in range(1 << operand_bits):
+                    ctx.set(dut.i_shift, shift)
+                    ctx.set(dut.i_relu, relu)
+                    ctx.set(dut.i_thr_m1, (thr - 1) % (1 << operand_bits))
+                    ctx.set(dut.i_thr_zero, thr == 0)
+                    want = requantize(torch.tensor(values, dtype=torch.int64), shift, operand_bits, "half_away")
+                    if relu:
+                        want = want.clamp(min=0)
+                    keep, _ = apply_threshold(want.tolist(), thr)
+                    for v, w, k in zip(values, want.tolist(), keep, strict=True):
+                        ctx.set(dut.i_value, v)
+                        await ctx.tick().repeat(2)
+                        got, bit = ctx.get(dut.o_value), ctx.get(dut.o_mask)
+                        kept, dropped = kept + k, dropped + (not k)
+                        if got != w or bit != k:
+                            failures.append((v, shift, relu, thr, got, w, bit, k))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert failures == []
+    assert kept > 0 and dropped > 0
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_result_path_topk_matches_ref(sparse):
+    """``topk`` drains (SWAT's comparator on the result path): every code and mask bit equals ref's,
+    for a mid threshold (the median magnitude of the compared codes), 1, above every code (8 > qmax)
+    and 0; the other drains keep their ReLU masks."""
+    cfg = dataclasses.replace(preset("tiny"), sparse=sparse)
+    differs = 0
+    for seed, (mode, density, thr) in enumerate((("a", 0.7, None), ("all", 1.0, 1), ("b", 0.5, 8), ("dense", 1.0, 0))):
+        print(f"mode={mode} sparse={sparse} density={density} threshold={thr} seed={30 + seed}")
+        program = _program(cfg, mode, density, 30 + seed, n_gemms=4, topk_threshold=thr or 0)
+        if thr is None:  # a mid threshold: the median magnitude of the comparator's codes
+            codes = torch.cat([t.flatten() for c, t in zip([c for c in program.commands if isinstance(c, Drain)],
+                                                          evaluate(program).tiles, strict=True) if c.topk])
+            program = dataclasses.replace(program, topk_threshold=int(codes.abs().median()))
+        expected = evaluate(program)
+        run = run_core_amaranth(program, cfg, seed=30 + seed, stall=0.3)
+        drains = [c for c in program.commands if isinstance(c, Drain)]
+        for cmd, got, want, got_mask, want_mask in zip(drains, run.tiles, expected.tiles, run.masks, expected.masks,
+                                                       strict=True):
+            assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
+            if cmd.topk:
+                assert torch.equal(want_mask, drain_keep_mask(want, program.topk_threshold))
+                differs += int((want_mask != (want > 0)).sum())
+    assert differs > 0  # the keep bits differed from the ReLU bits somewhere: the check is not vacuous
 
 
 def test_program_that_does_not_fit_the_core_is_rejected_with_the_field():

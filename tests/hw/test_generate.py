@@ -35,15 +35,15 @@ def test_files_describe_the_design(tmp_path):
     assert "src =" not in verilog  # no absolute source paths: emit_src=False
     ports = json.loads(design.ports.read_text())
     members = ports["interface"]["members"]
-    # op, acc, accumulate, a_bitmap, b_bitmap, has_mask, shift, out_bits, rounding, relu, prune
-    assert members["i_cmd"]["members"]["payload"]["width"] == 1 + 1 + 1 + 1 + 1 + 1 + 6 + 6 + 2 + 1 + 1
+    # op, acc, accumulate, a_bitmap, b_bitmap, has_mask, shift, out_bits, rounding, relu, prune, topk
+    assert members["i_cmd"]["members"]["payload"]["width"] == 1 + 1 + 1 + 1 + 1 + 1 + 6 + 6 + 2 + 1 + 1 + 1
     assert members["i_data"]["members"]["payload"]["width"] == config.bus_elems * config.operand_bits
-    # lanes values and their lanes ReLU mask bits
+    # lanes values and their lanes mask bits
     assert members["o_data"]["members"]["payload"]["width"] == config.lanes * config.acc_bits + config.lanes
     # cycles, macs_issued, macs_dense, input_starved, output_stalled, one busy counter per lane
     assert members["counters"]["width"] == (5 + config.lanes) * config.counter_bits
     for port in ("i_cmd__payload", "i_data__payload", "o_data__payload", "counters", "idle", "clk", "rst",
-                 "prune_tau", "prune_seed", "prune_load", "prune_sum"):
+                 "prune_tau", "prune_seed", "prune_load", "prune_sum", "topk_threshold"):
         assert port in verilog
     assert json.loads(design.resolved_config.read_text()) == config.resolved()
     assert design.filelist.read_text().split() == [design.verilog.name,

@@ -212,3 +212,50 @@ def test_invalid_pruning_names_the_field() -> None:
         PruneSetting(3, 0, 8, 0xB8)
     with pytest.raises(ValueError, match="tau must be"):
         PruneSetting(-1, 1, 8, 0xB8)
+
+
+def test_topk_drains_emit_swat_keep_bits_and_leave_the_codes() -> None:
+    """A ``topk`` Drain's mask is SWAT's keep rule |v| >= thr on its codes (ties kept), written out
+    per element; its codes equal the same Drain's without ``topk``; other Drains keep ``v > 0``.
+    With the threshold SWAT would select over the topk tiles' codes (the K-th largest magnitude),
+    exactly K elements are kept when the magnitudes at the threshold do not tie."""
+    gen = torch.Generator().manual_seed(SEED)
+    print(f"seed={SEED}")
+    a = torch.randint(-7, 8, (4, 8), generator=gen)
+    b = torch.randint(-7, 8, (8, 4), generator=gen)
+    gemm = TileGemm(0, Operand.dense(a), Operand.dense(b))
+    plain = Drain(0, shift=4, out_bits=4, relu=True)
+    plain_codes = evaluate(Program((gemm, plain), 14, 4, 4, 8)).tiles[0]
+    for thr in range(0, 9):
+        got = evaluate(Program((gemm, Drain(0, shift=4, out_bits=4, relu=True, topk=True), plain), 14, 4, 4, 8,
+                               topk_threshold=thr))
+        assert torch.equal(got.tiles[0], plain_codes) and torch.equal(got.tiles[1], plain_codes)
+        for v, bit in zip(plain_codes.flatten().tolist(), got.masks[0].flatten().tolist(), strict=True):
+            assert bit == (abs(v) >= thr), (v, thr)
+        assert torch.equal(got.masks[1], plain_codes > 0)
+    # Without ReLU, negative codes are kept by magnitude.
+    signed = evaluate(Program((gemm, Drain(0, shift=4, out_bits=4, topk=True)), 14, 4, 4, 8, topk_threshold=3))
+    assert bool((signed.masks[0] & (signed.tiles[0] < 0)).any())
+    # The K-th largest magnitude as threshold keeps exactly K when it is not tied.
+    mags = sorted(plain_codes.abs().flatten().tolist(), reverse=True)
+    ks = [k for k in range(1, len(mags)) if mags[k - 1] > mags[k]]
+    assert ks
+    for k in ks:
+        got = evaluate(Program((gemm, Drain(0, shift=4, out_bits=4, relu=True, topk=True)), 14, 4, 4, 8,
+                               topk_threshold=mags[k - 1]))
+        assert int(got.masks[0].sum()) == k
+
+
+def test_invalid_topk_names_the_field() -> None:
+    with pytest.raises(ValueError, match="topk needs a requantized drain"):
+        Drain(0, topk=True)
+    with pytest.raises(ValueError, match="topk and prune cannot both be set"):
+        Drain(0, 1, 4, prune=True, topk=True)
+    with pytest.raises(ValueError, match="topk must be a bool"):
+        Drain(0, 1, 4, topk=1)
+    one = Operand.dense(torch.ones(4, 8, dtype=torch.int64))
+    with pytest.raises(ValueError, match="needs a topk_threshold"):
+        Program((TileGemm(0, one, Operand.dense(torch.ones(8, 4, dtype=torch.int64))),
+                 Drain(0, 1, 4, topk=True)), 14, 4, 4, 8)
+    with pytest.raises(ValueError, match="topk_threshold must be None or an int >= 0"):
+        Program((), 14, 4, 4, 8, topk_threshold=-1)

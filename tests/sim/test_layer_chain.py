@@ -37,6 +37,7 @@ from ref.policies import (
 )
 from ref.resprop_codes import threshold_value
 from ref.stochastic_prune_codes import prune_codes
+from ref.topk_codes import apply_threshold, keep_count, select_threshold
 from ref.traces import load_trace
 from sim.core_amaranth import run_core_amaranth
 from sim.core_program import encode_program
@@ -342,3 +343,36 @@ def test_encoder_output_is_the_cores_operand_stream(steps):
     beats = RtlBackend(CONFIG, seed=79, stall=STALL).encode_vectors([list(c) for _, _, c in enc.compressed])
     for (first, count, _), got in zip(enc.compressed, beats, strict=True):
         assert got == list(enc.data[first:first + count])
+
+
+def test_swat_stored_threshold_keeps_on_the_result_path(steps):
+    """SWAT between recomputations keeps |v| >= the stored threshold. With A's own recomputed
+    threshold stored (SWAT's K-th largest magnitude, ``ref.topk_codes.select_threshold``), the FWD
+    drain's keep bits from the core's result path equal the top-K unit's mask of A
+    (``apply_threshold``) and keep at least K; the RTL chain equals the reference chain, and every
+    other intermediate equals the step without the stored threshold."""
+    _, inp, want = steps("swat")
+    codes = want.a.flatten().tolist()
+    k = keep_count(inp.topk_keep, len(codes))
+    thr = select_threshold(codes, k, operand_bits=CONFIG.operand_bits)
+    print(f"A: {len(codes)} codes, keep {inp.topk_keep:.2f} -> K = {k}, threshold {thr}")
+    stored = dataclasses.replace(inp, a_topk_threshold=thr)
+    ref_step = layer_step(stored, PARAMS)
+    unit_mask, _ = apply_threshold(codes, thr)
+    assert ref_step.a_keep.flatten().tolist() == unit_mask
+    assert k <= int(ref_step.a_keep.sum()) < ref_step.a_keep.numel()
+    for f in dataclasses.fields(LayerStep):
+        if f.name != "a_keep":
+            w, g = getattr(want, f.name), getattr(ref_step, f.name)
+            assert (torch.equal(w, g) if isinstance(w, torch.Tensor) else w == g), f.name
+    got, _ = run_layer_chain(stored, CONFIG, seed=120, stall=STALL)
+    print("RTL chain seed=120")
+    assert_steps_equal(got, ref_step)
+
+
+def test_stored_threshold_is_swat_only_and_fits_the_comparator(steps):
+    _, inp, _ = steps("swat")
+    with pytest.raises(ValueError, match="a_topk_threshold must be None or, for swat"):
+        dataclasses.replace(inp, algo="dense", a_topk_threshold=3)
+    with pytest.raises(ValueError, match="a_topk_threshold = 16, but the result path compares operand_bits = 4"):
+        layer_step(dataclasses.replace(inp, a_topk_threshold=16), PARAMS)
