@@ -12,6 +12,12 @@ rows go into registers, where the dispatcher reads them all at once.
 There are two buffer sets: the loader fills one while the lanes compute on the other. A GEMM's
 descriptor is handed to the compute side when its last beat is in; a DRAIN's at once (in order).
 One beat is taken per cycle, with no bubble between vectors or sections.
+
+Every write (operand memories, bitmap and mask registers, the lanes' bitmap copies) leaves from a
+register, one cycle after its beat: the write enables fan out across the whole core, and taking
+them straight off ``i_data.valid`` made the input handshake the sparse core's critical path. The
+delay costs no cycle: the last beat's writes land at the edge where the GEMM's descriptor enters
+the descriptor queue, before the compute side can take it.
 """
 
 from __future__ import annotations
@@ -50,7 +56,9 @@ class OperandLoader(wiring.Component):
     release, release_set : In(1)
         The compute side is done with a buffer set.
     a_wr_*, b_wr_* : Out
-        Write ports into the A and B operand memories (``addr``, ``data``, ``en``).
+        Write ports into the A and B operand memories (``addr``, ``data``, ``en``), registered.
+        Latency: a beat's write is presented the cycle after the beat is taken; its bitmap and
+        mask registers update one edge later than the beat too.
     a_bitmaps, b_bitmaps : Out(ArrayLayout(tile_k, BUFFER_SETS * rows))
         Row ``set * rows + r`` is the bitmap of A row / B column ``r`` of ``set`` (sparse core only).
     b_bitmap_wr_addr, b_bitmap_wr_data, b_bitmap_wr_en : Out
@@ -160,7 +168,6 @@ class OperandLoader(wiring.Component):
 
         # ---- one data beat --------------------------------------------------------------------
         data_beat = self.i_data.payload
-        vector_bitmap = Signal(tk)      # the bitmap of the vector finished by this beat
         gathered = Signal.like(gather)
         m.d.comb += gathered.eq(gather)
         with m.If(in_bitmap | (section == 2)):
@@ -170,7 +177,6 @@ class OperandLoader(wiring.Component):
             nonzero = Cat(data_beat.word_select(e, ob) != 0 for e in range(w))
             with m.If(~in_bitmap & (section != 2) & ~self._section_is_bitmap(section, cmd)):
                 m.d.comb += gathered.word_select(beat, w).eq(nonzero)
-        m.d.comb += vector_bitmap.eq(gathered[:tk])
         # The packed-beat count only goes into a register; whether the vector has no packed beats
         # at all (the control decision in this cycle) is a zero test, not the popcount.
         # A bitmap that fits one beat is counted straight off the data input, not through the
@@ -184,7 +190,7 @@ class OperandLoader(wiring.Component):
 
         rows_here = Mux(section == 0, tm, tn)
         word_addr = load_set * (rows_here * words_per_row) + row * words_per_row + beat
-        m.d.comb += [
+        m.d.sync += [
             self.a_wr_addr.eq(word_addr),
             self.b_wr_addr.eq(word_addr),
             self.a_wr_data.eq(data_beat),
@@ -207,25 +213,34 @@ class OperandLoader(wiring.Component):
         last_vector = Mux(section == 2, row == tm - 1, last_row & ((section == 1) & ~cmd.has_mask))
 
         # Finished vectors go into their register with a decoded enable per register (constant
-        # indices): a write through a variable index would make a shifter over all of them.
+        # indices): a write through a variable index would make a shifter over all of them. The
+        # decoded enables and the vector are registered first (see the module docstring).
         store = beat_in & vector_done
+        finished = Signal(max(tk, tn))
+        m.d.sync += finished.eq(gathered[:max(tk, tn)])
+
+        def store_enable(name, section_index, bs, r):
+            enable = Signal(name=f"store_{name}{bs}_{r}")
+            m.d.sync += enable.eq(store & (section == section_index) & (load_set == bs) & (row == r))
+            return enable
+
         for bs in range(BUFFER_SETS):
             for r in range(tm):
-                with m.If(store & (section == 2) & (load_set == bs) & (row == r)):
-                    m.d.sync += self.masks[bs * tm + r].eq(gathered[:tn])
+                with m.If(store_enable("mask", 2, bs, r)):
+                    m.d.sync += self.masks[bs * tm + r].eq(finished[:tn])
                 if self._sparse:
-                    with m.If(store & (section == 0) & (load_set == bs) & (row == r)):
-                        m.d.sync += self.a_bitmaps[bs * tm + r].eq(vector_bitmap)
+                    with m.If(store_enable("a", 0, bs, r)):
+                        m.d.sync += self.a_bitmaps[bs * tm + r].eq(finished[:tk])
             if self._sparse:
                 for r in range(tn):
-                    with m.If(store & (section == 1) & (load_set == bs) & (row == r)):
-                        m.d.sync += self.b_bitmaps[bs * tn + r].eq(vector_bitmap)
+                    with m.If(store_enable("b", 1, bs, r)):
+                        m.d.sync += self.b_bitmaps[bs * tn + r].eq(finished[:tk])
         if self._sparse:
-            m.d.comb += [
+            m.d.sync += [
                 self.b_bitmap_wr_en.eq(store & (section == 1)),
                 self.b_bitmap_wr_addr.eq(load_set * tn + row),
-                self.b_bitmap_wr_data.eq(vector_bitmap),
             ]
+            m.d.comb += self.b_bitmap_wr_data.eq(finished[:tk])
 
         with m.If(beat_in):
             m.d.sync += gather.eq(gathered)

