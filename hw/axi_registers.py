@@ -14,7 +14,7 @@ changes the bytes that WSTRB selects). An access to a word that is not mapped ge
 from __future__ import annotations
 
 from hw.config import StagConfig
-from hw.layouts import core_command_layout
+from hw.layouts import core_command_layout_for
 
 __all__ = [
     "ADDR_BITS",
@@ -106,7 +106,7 @@ class StreamWidths:
     """The core's payload widths and the AXI4-Stream ``tdata`` widths (whole bytes) around them."""
 
     def __init__(self, config: StagConfig) -> None:
-        self.cmd_bits = core_command_layout(config.acc_index_bits).size
+        self.cmd_bits = core_command_layout_for(config).size
         self.data_bits = config.bus_bits
         self.result_bits = config.result_bits
         self.cmd_tdata_bits = _bytes(self.cmd_bits)

@@ -155,6 +155,10 @@ class StagConfig:
         _check_int("resprop_max_elems", self.resprop_max_elems, 1, 1 << 20)
         _check_power_of_two("resprop_max_elems", self.resprop_max_elems)
         _check_int("resprop_max_batch", self.resprop_max_batch, 1, 65535)
+        if self.resprop_max_elems < self.tile_n:
+            # The core's result-path P memory holds rows of whole tiles (hw.core, resprop drains).
+            raise ConfigError(f"config field 'resprop_max_elems': expected at least tile_n = {self.tile_n} "
+                              f"(one output row of the core's P memory), got {self.resprop_max_elems}")
         _check_int("prune_frac_bits", self.prune_frac_bits, 0, 32)
         _check_int("prune_count_bits", self.prune_count_bits, 1, 32)
         if not isinstance(self.sparse, bool):
@@ -208,6 +212,28 @@ class StagConfig:
         """Width of the result-path pruner's sum of ``|g|``: ``prune_count_bits + operand_bits``
         (exact for up to ``2**prune_count_bits - 1`` codes)."""
         return self.prune_count_bits + self.operand_bits
+
+    @property
+    def resprop_words(self) -> int:
+        """Words of one bank of the core's result-path P memory (``hw.core``, resprop drains):
+        ``resprop_max_elems / lanes``, each word ``lanes`` codes of one output row."""
+        return self.resprop_max_elems // self.lanes
+
+    @property
+    def resprop_word_bits(self) -> int:
+        """Bits of a word address in one P bank (the ``rs_*`` fields of a resprop drain command)."""
+        return max(1, (self.resprop_words - 1).bit_length())
+
+    @property
+    def resprop_sample_bits(self) -> int:
+        """Bits of a sample index or batch size, 0..resprop_max_batch."""
+        return self.resprop_max_batch.bit_length()
+
+    @property
+    def resprop_nnz_bits(self) -> int:
+        """Width of the result path's ReSprop nonzero count: up to ``resprop_max_batch *
+        resprop_max_elems`` elements per pass."""
+        return (self.resprop_max_batch * self.resprop_max_elems).bit_length()
 
     @property
     def acc_index_bits(self) -> int:

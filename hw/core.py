@@ -29,7 +29,8 @@ from hw.bits import popcount
 from hw.config import StagConfig
 from hw.dispatcher import Dispatcher
 from hw.drain_prune import PruneDraws
-from hw.layouts import OP_GEMM, core_command_layout
+from hw.drain_resprop import DrainReSprop
+from hw.layouts import OP_GEMM, core_command_layout_for
 from hw.operand_loader import BUFFER_SETS, OperandLoader, descriptor_layout
 from hw.requantize import Requantizer
 from hw.sparse_lane import SparseLane
@@ -66,7 +67,7 @@ def counters_layout(counter_bits: int, lanes: int) -> data.StructLayout:
 def core_signature(config: StagConfig) -> wiring.Signature:
     """The ports of :class:`SparseCore` for ``config`` (see its docstring)."""
     return wiring.Signature({
-        "i_cmd": In(stream.Signature(core_command_layout(config.acc_index_bits))),
+        "i_cmd": In(stream.Signature(core_command_layout_for(config))),
         "i_data": In(stream.Signature(config.bus_bits)),
         "o_data": Out(stream.Signature(config.result_bits)),
         "counters": Out(counters_layout(config.counter_bits, config.lanes)),
@@ -76,6 +77,19 @@ def core_signature(config: StagConfig) -> wiring.Signature:
         "prune_load": In(1),
         "prune_sum": Out(config.prune_sum_bits),
         "topk_threshold": In(config.operand_bits),
+        "resprop_load": In(1),
+        "resprop_threshold": In(config.operand_bits),
+        "resprop_rows": In(range(config.resprop_words + 1)),
+        "resprop_cols": In(range(config.resprop_max_elems + 1)),
+        "resprop_row_words": In(range(config.resprop_words + 1)),
+        "resprop_samples": In(config.resprop_sample_bits),
+        "resprop_sample": In(config.resprop_sample_bits),
+        "resprop_dense": In(1),
+        "resprop_nnz": Out(config.resprop_nnz_bits),
+        "resprop_p_addr": In(max(1, (config.resprop_max_elems - 1).bit_length())),
+        "resprop_p_wdata": In(config.operand_bits),
+        "resprop_p_we": In(1),
+        "resprop_p_rdata": Out(config.operand_bits),
     })
 
 
@@ -84,7 +98,7 @@ class SparseCore(wiring.Component):
 
     Members
     -------
-    i_cmd : In(stream of ``core_command_layout(config.acc_index_bits)``)
+    i_cmd : In(stream of ``core_command_layout_for(config)``)
     i_data : In(stream of ``config.bus_bits`` bits)
         GEMM operands and masks, in command order (docs/core.md).
     o_data : Out(stream of ``config.result_bits = lanes * (acc_bits + 1)`` bits)
@@ -110,11 +124,24 @@ class SparseCore(wiring.Component):
     topk_threshold : In(operand_bits)
         SWAT's stored top-K threshold (a magnitude) for ``topk`` drains. It is registered, so it
         must be set one cycle before such a drain's command is sent and held while it runs.
+    resprop_load : In(1), resprop_threshold, resprop_rows, resprop_cols, resprop_row_words,
+    resprop_samples, resprop_sample, resprop_dense : In
+        ReSprop's result path (``hw.drain_resprop``): ``resprop_load`` begins a pass. It takes the
+        threshold T, R (output rows per sample), C (output columns), the P words per output row
+        (``ceil(C / tile_n) * tile_n / lanes``), N, the sample j to store and the dense flag; it
+        swaps the P banks if the last pass stored and clears ``resprop_nnz``. Only while no drain
+        runs. ``resprop`` drains then emit ``S`` (``ref.contract.Drain(resprop=True)``).
+    resprop_nnz : Out(resprop_nnz_bits)
+        Nonzero S since the last load; final when ``idle`` is high.
+    resprop_p_addr, resprop_p_wdata, resprop_p_we : In; resprop_p_rdata : Out(operand_bits)
+        The P read bank, one code at a time (element ``r * row_words * lanes + c``): a write with
+        ``resprop_p_we``; ``resprop_p_rdata`` shows the element a cycle after the address. Only while
+        no drain runs; used to save and restore a layer's P.
     """
 
     def __init__(self, config: StagConfig) -> None:
         self.config = config
-        self._cmd_layout = core_command_layout(config.acc_index_bits)
+        self._cmd_layout = core_command_layout_for(config)
         super().__init__(core_signature(config))
 
     def elaborate(self, platform):
@@ -301,12 +328,39 @@ class SparseCore(wiring.Component):
             requantized.append(rq.o_value)
             mask_bits.append(rq.o_mask)
             codes.append(rq.o_code)
+        # ReSprop's difference: P is read with the banks and meets the code after the requantizer.
+        m.submodules.resprop = resprop = DrainReSprop(
+            lanes=lanes, tile_n=tn, operand_bits=cfg.operand_bits, acc_bits=cfg.acc_bits,
+            words=cfg.resprop_words, sample_bits=cfg.resprop_sample_bits, nnz_bits=cfg.resprop_nnz_bits)
+        for name in ("threshold", "rows", "cols", "row_words", "samples", "sample", "dense"):
+            m.d.comb += getattr(resprop, f"i_{name}").eq(getattr(self, f"resprop_{name}"))
+        m.d.comb += [
+            resprop.load.eq(self.resprop_load),
+            resprop.start.eq(take),
+            resprop.i_word.eq(incoming.cmd.rs_word),
+            resprop.i_row.eq(incoming.cmd.rs_row),
+            resprop.i_col.eq(incoming.cmd.rs_col),
+            resprop.i_sample0.eq(incoming.cmd.rs_sample),
+            resprop.draining.eq(state == DRAIN),
+            resprop.step.eq((state == DRAIN) & advance),
+            resprop.issue.eq(issuing & advance),
+            resprop.emit.eq((state == DRAIN) & advance & quant_valid & cmd.resprop),
+            self.resprop_nnz.eq(resprop.o_nnz),
+            resprop.p_addr.eq(self.resprop_p_addr),
+            resprop.p_wdata.eq(self.resprop_p_wdata),
+            resprop.p_we.eq(self.resprop_p_we),
+            self.resprop_p_rdata.eq(resprop.p_rdata),
+        ]
+        for b in range(lanes):
+            m.d.comb += resprop.i_codes[b].eq(requantized[b])
+        out_values = [Mux(cmd.resprop, resprop.o_values[b], requantized[b]) for b in range(lanes)]
+        out_masks = [Mux(cmd.resprop, resprop.o_mask[b], mask_bits[b]) for b in range(lanes)]
         with m.If((state == DRAIN) & advance):
             # The mask bit rides on the result beat, into the same output register (no added
             # latency); the requantizer decides it beside its saturation (Requantizer.o_mask).
             m.d.sync += [
                 self.o_data.valid.eq(quant_valid),
-                self.o_data.payload.eq(Cat(*requantized, *mask_bits)),
+                self.o_data.payload.eq(Cat(*out_values, *out_masks)),
                 quant_valid.eq(round_valid),
                 round_valid.eq(held_valid),
                 held_valid.eq(read_valid),

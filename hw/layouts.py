@@ -11,7 +11,8 @@ from __future__ import annotations
 from amaranth import signed
 from amaranth.lib import data
 
-__all__ = ["OP_DRAIN", "OP_GEMM", "ROUNDING_CODES", "core_command_layout", "mac_request_layout", "mac_result_layout"]
+__all__ = ["OP_DRAIN", "OP_GEMM", "ROUNDING_CODES", "core_command_layout", "core_command_layout_for",
+           "mac_request_layout", "mac_result_layout"]
 
 
 def mac_request_layout(operand_bits: int) -> data.StructLayout:
@@ -47,8 +48,12 @@ OP_DRAIN = 1
 ROUNDING_CODES: dict[str, int] = {"half_away": 0, "half_even": 1, "floor": 2}
 
 
-def core_command_layout(acc_index_bits: int) -> data.StructLayout:
+def core_command_layout(acc_index_bits: int, resprop_word_bits: int = 1,
+                        resprop_sample_bits: int = 1) -> data.StructLayout:
     """One command to the sparse core (``hw.core.SparseCore.i_cmd``); see docs/core.md.
+
+    ``resprop_word_bits`` and ``resprop_sample_bits`` size the ``rs_*`` fields
+    (``StagConfig.resprop_word_bits`` / ``resprop_sample_bits``); use :func:`core_command_layout_for`.
 
     Fields
     ------
@@ -77,6 +82,15 @@ def core_command_layout(acc_index_bits: int) -> data.StructLayout:
     topk : 1 bit
         DRAIN: the mask bit of each element is the top-K keep bit ``|code| >= topk_threshold``
         (the core's input) instead of ``code > 0``; requantized drains only, not with ``prune``.
+    resprop : 1 bit
+        DRAIN: emit ReSprop's sparse difference ``S`` against the stored sample P (the core's
+        ``resprop_*`` inputs) and ``S != 0`` as the mask bit; requantized, ``out_bits <=
+        operand_bits``, without ``relu``, ``prune`` or ``topk``.
+    rs_word, rs_row, rs_col : resprop_word_bits each; rs_sample : resprop_sample_bits
+        DRAIN with ``resprop``: where the tile's first element sits in P. Its output row ``row0``
+        is row ``rs_row = row0 mod R`` of sample ``rs_sample = row0 div R``; its column tile is
+        ``rs_col = col0 / tile_n``; ``rs_word = rs_row * row_words + rs_col * tile_n / lanes`` is
+        the P word of that element (``row_words``: P words per row, the ``resprop_row_words`` input).
     """
     return data.StructLayout({
         "op": 1,
@@ -91,4 +105,14 @@ def core_command_layout(acc_index_bits: int) -> data.StructLayout:
         "relu": 1,
         "prune": 1,
         "topk": 1,
+        "resprop": 1,
+        "rs_word": resprop_word_bits,
+        "rs_row": resprop_word_bits,
+        "rs_col": resprop_word_bits,
+        "rs_sample": resprop_sample_bits,
     })
+
+
+def core_command_layout_for(config) -> data.StructLayout:
+    """:func:`core_command_layout` for a ``hw.config.StagConfig``."""
+    return core_command_layout(config.acc_index_bits, config.resprop_word_bits, config.resprop_sample_bits)

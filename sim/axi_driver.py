@@ -44,7 +44,7 @@ from cocotbext.axi import (
 
 from hw import axi_registers as regs
 from hw.config import StagConfig
-from hw.layouts import core_command_layout
+from hw.layouts import core_command_layout_for
 
 __all__ = ["AxiAccelerator", "AxiRun", "ConfigMismatch", "RegisterError", "expected_config"]
 
@@ -95,7 +95,7 @@ def _pauses(rng: random.Random, probability: float) -> Iterator[bool]:
 def expected_config(config: StagConfig, dut: Any) -> dict[str, int]:
     """What the configuration registers must read for ``config``, worked out independently of the
     RTL's own table: from the configuration's fields and the ``tdata`` port widths of ``dut``."""
-    cmd_bits = core_command_layout(config.acc_index_bits).size
+    cmd_bits = core_command_layout_for(config).size
     return {
         "operand_bits": config.operand_bits, "acc_bits": config.acc_bits, "max_reduction": config.max_reduction,
         "lanes": config.lanes, "tile_m": config.tile_m, "tile_n": config.tile_n, "tile_k": config.tile_k,

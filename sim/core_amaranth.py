@@ -17,7 +17,13 @@ from amaranth.sim import Simulator
 from hw.config import StagConfig
 from hw.core import SparseCore
 from ref.contract import Program
-from sim.core_program import decode_drain, decode_drain_mask, encode_program
+from sim.core_program import (
+    decode_drain,
+    decode_drain_mask,
+    encode_program,
+    resprop_inputs,
+    resprop_p_addresses,
+)
 
 __all__ = ["CoreRun", "run_core_amaranth"]
 
@@ -26,7 +32,9 @@ __all__ = ["CoreRun", "run_core_amaranth"]
 class CoreRun:
     """What the core produced: drained tiles in order, cycles from the first command to the last
     result beat (inclusive), the counter values at the end, each drained tile's ReLU mask bits and
-    the raw ``o_data`` beats of each drain; ``prune_sum`` the pruner's sum (programs that prune)."""
+    the raw ``o_data`` beats of each drain; ``prune_sum`` the pruner's sum (programs that prune);
+    ``resprop_nnz`` and ``resprop_p`` the ReSprop nonzero count and the P the next pass reads, read
+    back through the core's P port (programs with a ReSpropSetting)."""
 
     tiles: list[torch.Tensor]
     cycles: int
@@ -34,6 +42,12 @@ class CoreRun:
     masks: list[torch.Tensor]
     beats: list[list[int]]
     prune_sum: int | None = None
+    resprop_nnz: int | None = None
+    resprop_p: torch.Tensor | None = None
+
+
+def _signed(v: int, bits: int) -> int:
+    return v - (1 << bits) if v >> (bits - 1) & 1 else v
 
 
 def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, stall: float = 0.0,
@@ -58,6 +72,12 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
     # A program that prunes loads the pruner first (tau, seed), two cycles before any command.
     setting = program.prune
     lead = 0 if setting is None else 3
+    # A ReSprop program begins a pass (resprop_load), then writes its P into the read bank, one
+    # code per cycle; afterwards a second load swaps in the stored P, which is read back.
+    rs = program.resprop
+    rs_addrs = [] if rs is None else resprop_p_addresses(rs.rows_per_sample, rs.cols, config)
+    if rs is not None:
+        lead += 1 + len(rs_addrs) + 1
 
     async def source(ctx, port, items):
         if lead:
@@ -86,7 +106,19 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
             ctx.set(dut.prune_load, 1)
             await ctx.tick()
             ctx.set(dut.prune_load, 0)
-        cycle = 1 - lead if setting is not None else 0  # 0: the cycle the sources start
+        if rs is not None:
+            for name, value in resprop_inputs(program, config).items():
+                ctx.set(getattr(dut, f"resprop_{name}"), value)
+            ctx.set(dut.resprop_load, 1)
+            await ctx.tick()
+            ctx.set(dut.resprop_load, 0)
+            ctx.set(dut.resprop_p_we, 1)
+            for addr, v in zip(rs_addrs, rs.p.flatten().tolist(), strict=True):
+                ctx.set(dut.resprop_p_addr, addr)
+                ctx.set(dut.resprop_p_wdata, v & ((1 << config.operand_bits) - 1))
+                await ctx.tick()
+            ctx.set(dut.resprop_p_we, 0)
+        cycle = -lead + (1 if setting is not None else 0) + (0 if rs is None else 1 + len(rs_addrs))
         while len(out_beats) < expected or not ctx.get(dut.idle):
             ready = not (stall and rng.random() < stall)
             ctx.set(dut.o_data.ready, ready)
@@ -105,6 +137,17 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
         }
         result["counters"]["lane_busy"] = [ctx.get(dut.counters.lane_busy[j]) for j in range(config.lanes)]
         result["prune_sum"] = ctx.get(dut.prune_sum) if setting is not None else None
+        if rs is not None:
+            result["resprop_nnz"] = ctx.get(dut.resprop_nnz)
+            ctx.set(dut.resprop_load, 1)
+            await ctx.tick()
+            ctx.set(dut.resprop_load, 0)
+            codes = []
+            for addr in rs_addrs:
+                ctx.set(dut.resprop_p_addr, addr)
+                await ctx.tick()
+                codes.append(_signed(ctx.get(dut.resprop_p_rdata), config.operand_bits))
+            result["resprop_p"] = torch.tensor(codes, dtype=torch.int64).reshape(rs.p.shape)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -118,4 +161,5 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
              for i in range(enc.drains)]
     return CoreRun(tiles=tiles, cycles=int(result.get("last", -1)) + 1, counters=result["counters"], masks=masks,
                    beats=[out_beats[i * enc.drain_beats:(i + 1) * enc.drain_beats] for i in range(enc.drains)],
-                   prune_sum=result["prune_sum"])
+                   prune_sum=result["prune_sum"], resprop_nnz=result.get("resprop_nnz"),
+                   resprop_p=result.get("resprop_p"))

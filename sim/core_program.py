@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import torch
 
 from hw.config import StagConfig
-from hw.layouts import OP_DRAIN, OP_GEMM, ROUNDING_CODES, core_command_layout
+from hw.layouts import OP_DRAIN, OP_GEMM, ROUNDING_CODES, core_command_layout_for
 from ref.contract import Drain, Program, TileGemm
 
 __all__ = ["EncodedProgram", "ProgramMismatch", "decode_drain", "decode_drain_mask", "encode_program",
-           "mask_beats_from_drain", "program_for_config"]
+           "mask_beats_from_drain", "program_for_config", "resprop_inputs", "resprop_p_addresses",
+           "resprop_row_words"]
 
 
 class ProgramMismatch(ValueError):
@@ -64,7 +65,13 @@ def program_for_config(program: Program, config: StagConfig) -> None:
     if thr is not None and thr >= 1 << config.operand_bits:
         raise ProgramMismatch(f"program topk_threshold = {thr}, but the core's threshold has "
                               f"{config.operand_bits} bits (0..{(1 << config.operand_bits) - 1})")
+    resprop = program.resprop
+    if resprop is not None:
+        _resprop_for_config(program, config)
     for i, cmd in enumerate(program.commands):
+        if isinstance(cmd, Drain) and cmd.resprop and cmd.out_bits > config.operand_bits:
+            raise ProgramMismatch(f"commands[{i}] has resprop with out_bits = {cmd.out_bits}; the result path "
+                                  f"stores operand codes, out_bits <= operand_bits = {config.operand_bits}")
         if isinstance(cmd, Drain) and cmd.prune and cmd.out_bits != config.operand_bits:
             raise ProgramMismatch(f"commands[{i}] prunes with out_bits = {cmd.out_bits}; the result path prunes "
                                   f"operand codes, out_bits = operand_bits = {config.operand_bits}")
@@ -77,6 +84,50 @@ def program_for_config(program: Program, config: StagConfig) -> None:
                 if t.numel() and (int(t.min()) < -limit or int(t.max()) > limit - 1):
                     raise ProgramMismatch(f"commands[{i}].{name} has values outside the core's signed "
                                           f"{config.operand_bits}-bit range [{-limit}, {limit - 1}]")
+
+
+def resprop_row_words(cols: int, config: StagConfig) -> int:
+    """P words of one output row in the core's P memory: the columns padded to whole tiles."""
+    return -(-cols // config.tile_n) * (config.tile_n // config.lanes)
+
+
+def _resprop_for_config(program: Program, config: StagConfig) -> None:
+    setting = program.resprop
+    assert setting is not None
+    r, c = setting.rows_per_sample, setting.cols
+    need = r * resprop_row_words(c, config)
+    if need > config.resprop_words:
+        raise ProgramMismatch(f"program resprop P is [{r}, {c}]: {need} words of {config.lanes} codes with its "
+                              f"columns padded to tile_n = {config.tile_n}, but the core's P bank holds "
+                              f"{config.resprop_words} (resprop_max_elems = {config.resprop_max_elems})")
+    if setting.n_samples > config.resprop_max_batch:
+        raise ProgramMismatch(f"program resprop n_samples = {setting.n_samples}, but the core takes at most "
+                              f"resprop_max_batch = {config.resprop_max_batch}")
+    if setting.threshold >= 1 << config.operand_bits:
+        raise ProgramMismatch(f"program resprop threshold = {setting.threshold}, but the core's threshold has "
+                              f"{config.operand_bits} bits (0..{(1 << config.operand_bits) - 1})")
+    limit = 1 << (config.operand_bits - 1)
+    if int(setting.p.min()) < -limit or int(setting.p.max()) > limit - 1:
+        raise ProgramMismatch(f"program resprop p has values outside the core's signed {config.operand_bits}-bit "
+                              f"range [{-limit}, {limit - 1}]")
+    # Program's cover check makes every resprop region start on a tile boundary (row0 a multiple of
+    # tile_m, col0 of tile_n), which the rs_* fields assume.
+
+
+def resprop_inputs(program: Program, config: StagConfig) -> dict[str, int]:
+    """The core's ``resprop_*`` inputs for ``program``'s ReSpropSetting (taken at ``resprop_load``)."""
+    setting = program.resprop
+    if setting is None:
+        raise ValueError("the program has no ReSpropSetting")
+    return {"threshold": setting.threshold, "rows": setting.rows_per_sample, "cols": setting.cols,
+            "row_words": resprop_row_words(setting.cols, config), "samples": setting.n_samples,
+            "sample": min(setting.sample, setting.n_samples), "dense": int(setting.dense)}
+
+
+def resprop_p_addresses(rows: int, cols: int, config: StagConfig) -> list[int]:
+    """Element addresses of P[r, c] in row-major order, for the core's ``resprop_p_*`` port."""
+    stride = resprop_row_words(cols, config) * config.lanes
+    return [r * stride + c for r in range(rows) for c in range(cols)]
 
 
 def _pack(values, bits: int) -> int:
@@ -104,13 +155,15 @@ def encode_program(program: Program, config: StagConfig) -> EncodedProgram:
     """The core's input beats for ``program``. The dense core gets every operand in dense form
     (the values are the same; only the storage format differs)."""
     program_for_config(program, config)
-    layout = core_command_layout(config.acc_index_bits)
+    layout = core_command_layout_for(config)
     bus_bits = config.bus_bits
     commands: list[int] = []
     data: list[int] = []
     per_command: list[int] = []
     compressed: list[tuple[int, int, tuple[int, ...]]] = []
     drains = 0
+    regions = iter(program.drain_regions)
+    resprop = program.resprop
 
     def add_vector(vector: torch.Tensor, bitmap: bool) -> None:
         beats = _vector_beats(vector, bitmap, config)
@@ -142,7 +195,15 @@ def encode_program(program: Program, config: StagConfig) -> EncodedProgram:
             fields = dict(op=OP_DRAIN, acc=cmd.acc, shift=cmd.shift,
                           out_bits=0 if cmd.out_bits is None else cmd.out_bits,
                           rounding=ROUNDING_CODES[cmd.rounding], relu=int(cmd.relu), prune=int(cmd.prune),
-                          topk=int(cmd.topk))
+                          topk=int(cmd.topk), resprop=int(cmd.resprop))
+            reg = next(regions, None)
+            if cmd.resprop:
+                assert reg is not None and resprop is not None  # Program checks
+                r_per = resprop.rows_per_sample
+                row, col = reg.row0 % r_per, reg.col0 // config.tile_n
+                fields.update(rs_row=row, rs_col=col, rs_sample=reg.row0 // r_per,
+                              rs_word=row * resprop_row_words(resprop.cols, config)
+                              + col * (config.tile_n // config.lanes))
         commands.append(layout.const(fields).as_value().value)
         per_command.append(len(data) - start)
     return EncodedProgram(

@@ -4,7 +4,8 @@ The pytest side (which has torch loaded) lowers and evaluates programs with ``re
 them here as plain integers; the testbench (``sim.tb_core``) only streams integers in and compares
 integers out, so the simulator process never imports torch. The file is JSON:
 ``{"cases": [{"name", "commands", "data", "expected", "drain_beats", "effectual_macs",
-"dense_macs", "idle", "stall", "prune_tau", "prune_seed", "prune_sum", "topk_threshold"}, ...]}``
+"dense_macs", "idle", "stall", "prune_tau", "prune_seed", "prune_sum", "topk_threshold", "resprop",
+"resprop_p_addrs", "resprop_p", "resprop_nnz", "resprop_p_next"}, ...]}``
 where ``expected``
 holds the ``o_data`` beats ``ref`` predicts (every drained value, packed as the core packs them).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from hw.config import StagConfig
 from ref.contract import Program, ProgramResult, evaluate
-from sim.core_program import encode_program
+from sim.core_program import encode_program, resprop_inputs, resprop_p_addresses
 
 __all__ = ["VectorCase", "load_vectors", "make_case", "write_vectors"]
 
@@ -40,6 +41,11 @@ class VectorCase:
     prune_seed: int | None = None
     prune_sum: int | None = None     # ref's sum of |g| over the pruning drains
     topk_threshold: int = 0          # SWAT's stored threshold for the program's topk drains
+    resprop: dict[str, int] | None = None   # the core's resprop_* inputs (sim.core_program.resprop_inputs)
+    resprop_p_addrs: list[int] | None = None  # P element addresses, row-major over P [R, C]
+    resprop_p: list[int] | None = None      # the P codes written there before the program
+    resprop_nnz: int | None = None          # ref's nonzero count of S
+    resprop_p_next: list[int] | None = None  # ref's next P, read back after the next load
 
 
 def _pack_tile(tile, mask_bits, config: StagConfig) -> list[int]:
@@ -76,7 +82,18 @@ def make_case(name: str, program: Program, config: StagConfig, *, idle: float = 
         dense_macs=sum(c.dense_macs for c in result.counts), idle=idle, stall=stall,
         prune_tau=None if program.prune is None else program.prune.tau,
         prune_seed=None if program.prune is None else program.prune.seed, prune_sum=result.prune_sum,
-        topk_threshold=program.topk_threshold or 0)
+        topk_threshold=program.topk_threshold or 0, **_resprop_fields(program, result, config))
+
+
+def _resprop_fields(program: Program, result: ProgramResult, config: StagConfig) -> dict[str, object]:
+    rs = program.resprop
+    if rs is None:
+        return {}
+    assert result.resprop_p is not None
+    return {"resprop": resprop_inputs(program, config),
+            "resprop_p_addrs": resprop_p_addresses(rs.rows_per_sample, rs.cols, config),
+            "resprop_p": [int(v) for v in rs.p.flatten().tolist()], "resprop_nnz": result.resprop_nnz,
+            "resprop_p_next": [int(v) for v in result.resprop_p.flatten().tolist()]}
 
 
 def write_vectors(path: str | Path, cases: list[VectorCase]) -> Path:

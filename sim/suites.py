@@ -33,10 +33,11 @@ class Suite:
 
 def _core_vectors(config: StagConfig, seed: int) -> list[VectorCase]:
     # Imports torch; only when a core suite runs.
-    from sim.core_regression import prune_cases, regression_cases, topk_cases
+    from sim.core_regression import prune_cases, regression_cases, resprop_cases, topk_cases
 
-    # Every mode and density, then the result path's pruner and top-K comparator.
-    return regression_cases(config, seed) + prune_cases(config, seed) + topk_cases(config, seed)
+    # Every mode and density, then the result path's pruner, top-K comparator and ReSprop difference.
+    return (regression_cases(config, seed) + prune_cases(config, seed) + topk_cases(config, seed)
+            + resprop_cases(config, seed))
 
 
 def _axi_vectors(config: StagConfig, seed: int) -> list[VectorCase]:

@@ -12,16 +12,28 @@ from __future__ import annotations
 import os
 
 import cocotb
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.core import counters_layout
-from hw.layouts import core_command_layout
+from hw.layouts import core_command_layout_for
 from sim.core_vectors import load_vectors
 from sim.design import current_design
 from sim.env import reset_and_count, test_rng, write_record
 from sim.stream import StreamSink, StreamSource
 
 COUNTERS = ("cycles", "macs_issued", "macs_dense", "input_starved", "output_stalled")
+RESPROP_INPUTS = ("threshold", "rows", "cols", "row_words", "samples", "sample", "dense")
+
+
+def _signed(v: int, bits: int) -> int:
+    return v - (1 << bits) if v >> (bits - 1) & 1 else v
+
+
+async def _pulse(dut, signal) -> None:
+    """Hold ``signal`` high for one clock edge."""
+    signal.value = 1
+    await RisingEdge(dut.clk)
+    signal.value = 0
 
 
 def _counters(dut, config) -> dict[str, int | list[int]]:
@@ -44,7 +56,30 @@ async def test_programs(dut):
         dut.prune_tau.value = 0
         dut.prune_seed.value = 1
         dut.topk_threshold.value = case.topk_threshold   # registered: set before any command
+        for name in RESPROP_INPUTS:
+            getattr(dut, f"resprop_{name}").value = 0 if case.resprop is None else case.resprop[name]
+        dut.resprop_load.value = 0
+        dut.resprop_p_we.value = 0
+        dut.resprop_p_addr.value = 0
+        dut.resprop_p_wdata.value = 0
         counter = await reset_and_count(dut, start_clock=index == 0)
+        # Commands go in as raw bits (already packed by sim.core_program).
+        cmd_source = StreamSource(dut, "i_cmd", core_command_layout_for(config).size, clock=dut.clk,
+                                  counter=counter, rng=rng, idle_probability=case.idle)
+        data_source = StreamSource(dut, "i_data", config.bus_bits, clock=dut.clk, counter=counter, rng=rng,
+                                   idle_probability=case.idle)
+        sink = StreamSink(dut, "o_data", config.result_bits, clock=dut.clk, counter=counter,
+                          rng=rng, stall_probability=case.stall)
+        if case.resprop is not None:
+            # Begin the ReSprop pass, then write its P into the read bank through the host port
+            # (the sources above hold valid low meanwhile).
+            await _pulse(dut, dut.resprop_load)
+            dut.resprop_p_we.value = 1
+            for addr, code in zip(case.resprop_p_addrs, case.resprop_p, strict=True):
+                dut.resprop_p_addr.value = addr
+                dut.resprop_p_wdata.value = code & ((1 << config.operand_bits) - 1)
+                await RisingEdge(dut.clk)
+            dut.resprop_p_we.value = 0
         if case.prune_tau is not None:
             # Load the result-path pruner: tau, seed, then two cycles before the first command.
             dut.prune_tau.value = case.prune_tau
@@ -54,13 +89,6 @@ async def test_programs(dut):
             dut.prune_load.value = 0
             await RisingEdge(dut.clk)
             await RisingEdge(dut.clk)
-        # Commands go in as raw bits (already packed by sim.core_program).
-        cmd_source = StreamSource(dut, "i_cmd", core_command_layout(config.acc_index_bits).size, clock=dut.clk,
-                                  counter=counter, rng=rng, idle_probability=case.idle)
-        data_source = StreamSource(dut, "i_data", config.bus_bits, clock=dut.clk, counter=counter, rng=rng,
-                                   idle_probability=case.idle)
-        sink = StreamSink(dut, "o_data", config.result_bits, clock=dut.clk, counter=counter,
-                          rng=rng, stall_probability=case.stall)
         cocotb.start_soon(cmd_source.send(case.commands))
         cocotb.start_soon(data_source.send(case.data))
         received = await sink.receive(len(case.expected))
@@ -77,6 +105,21 @@ async def test_programs(dut):
         if case.prune_sum is not None:
             got_sum = int(dut.prune_sum.value)
             assert got_sum == case.prune_sum, f"{case.name}: prune_sum {got_sum}, ref {case.prune_sum}"
+        resprop_record = {}
+        if case.resprop is not None:
+            got_nnz = int(dut.resprop_nnz.value)
+            assert got_nnz == case.resprop_nnz, f"{case.name}: resprop_nnz {got_nnz}, ref {case.resprop_nnz}"
+            # The next load swaps in the P this pass stored; read it back through the host port.
+            await _pulse(dut, dut.resprop_load)
+            p_next = []
+            for addr in case.resprop_p_addrs:
+                dut.resprop_p_addr.value = addr
+                await RisingEdge(dut.clk)
+                await ReadOnly()
+                p_next.append(_signed(int(dut.resprop_p_rdata.value), config.operand_bits))
+                await RisingEdge(dut.clk)
+            assert p_next == case.resprop_p_next, f"{case.name}: stored P {p_next}, ref {case.resprop_p_next}"
+            resprop_record = {"resprop_nnz": got_nnz, "resprop_p_next": p_next}
         issued_want = case.effectual_macs if config.sparse else case.dense_macs
         assert counters["macs_issued"] == issued_want & wrap, (
             f"{case.name}: macs_issued {counters['macs_issued']}, ref {issued_want}")
@@ -87,6 +130,7 @@ async def test_programs(dut):
             "values": got,
             "result_cycles": [r.cycle for r in received],
             "counters": counters,
+            **resprop_record,
         })
         cocotb.log.info("%s: %d result beats match ref; %d cycles, %d MACs issued of %d dense",
                         case.name, len(got), received[-1].cycle if received else 0,

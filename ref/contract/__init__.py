@@ -3,8 +3,8 @@
 See docs/contract.md. Public API:
 
 - formats:  BitmapTile, encode_bitmap, decode_bitmap, metadata_bits
-- commands: Operand, TileGemm, Drain, Region, Program, PruneSetting
-- evaluate: evaluate, ProgramResult, CommandCount, drain_mask, drain_keep_mask, wrap
+- commands: Operand, TileGemm, Drain, Region, Program, PruneSetting, ReSpropSetting
+- evaluate: evaluate, ProgramResult, CommandCount, drain_mask, drain_keep_mask, resprop_tile, wrap
 - lowering: lower_pass, run_pass, lower_gemm, gemm_formats, im2col, LoweredPass, PassResult
 - random_programs: random_program (random sparse programs for RTL verification and benchmarks)
 - trace_programs: trace_programs, TracePass, truncate_program, make_digits_trace (programs from
@@ -14,8 +14,16 @@ See docs/contract.md. Public API:
 - layer_step: one training step of a conv layer as a chain of programs and unit commands
 """
 
-from ref.contract.commands import Drain, Operand, Program, PruneSetting, Region, TileGemm
-from ref.contract.evaluate import CommandCount, ProgramResult, drain_keep_mask, drain_mask, evaluate, wrap
+from ref.contract.commands import Drain, Operand, Program, PruneSetting, Region, ReSpropSetting, TileGemm
+from ref.contract.evaluate import (
+    CommandCount,
+    ProgramResult,
+    drain_keep_mask,
+    drain_mask,
+    evaluate,
+    resprop_tile,
+    wrap,
+)
 from ref.contract.formats import BitmapTile, decode_bitmap, encode_bitmap, metadata_bits
 from ref.contract.lowering import LoweredPass, PassResult, gemm_formats, im2col, lower_gemm, lower_pass, run_pass
 from ref.contract.random_programs import random_program
@@ -31,6 +39,7 @@ __all__ = [
     "Program",
     "ProgramResult",
     "PruneSetting",
+    "ReSpropSetting",
     "Region",
     "TileGemm",
     "TracePass",
@@ -46,6 +55,7 @@ __all__ = [
     "make_digits_trace",
     "metadata_bits",
     "random_program",
+    "resprop_tile",
     "run_pass",
     "trace_programs",
     "truncate_program",

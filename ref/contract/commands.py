@@ -29,6 +29,18 @@ Semantics (exact, integer; ``ref.contract.evaluate`` is the executable definitio
   periodic top-K between recomputations: the program's ``topk_threshold`` is the stored threshold
   (``ref.topk_codes``), and one drain gives both the dense activation Y, which the next layer's
   forward pass uses, and the keep bitmap of its top-K X_hat, which the next layer's BWW uses.
+- ``Drain(..., resprop=True)`` (requantized drains only; not with ``relu``, ``prune`` or ``topk``):
+  ReSprop's sparse difference on the result path (Goli & Aamodt; ``ref.resprop_codes``). The
+  program's :class:`ReSpropSetting` gives the stored sample ``P`` ([R, C]: the output-matrix rows
+  of one sample), the batch ``N`` (the output matrix is [N*R, C]), the sample ``j`` to store and the
+  integer threshold ``T``. A drained code ``g`` at output row ``row``, column ``col`` (its Region
+  places it) leaves as ``S = D if |D| > T else 0``, ``D = g - P[row mod R, col]`` (exact, no
+  saturation), or as ``S = g`` when the setting is ``dense``; its mask bit is ``S != 0``. Tile
+  padding outside the Region leaves as 0 with mask 0. ``ProgramResult.resprop_nnz`` counts the
+  nonzero S, and ``ProgramResult.resprop_p`` is the next pass's P: the codes ``g`` of sample ``j``
+  (rows ``j*R ..``), or the setting's P when ``j >= N``. The ``resprop`` drains of a program must
+  drain the whole [N*R, C] output exactly once, each Region the tile clipped to the matrix (what
+  ``lower_gemm`` produces): a ReSprop pass is one whole dY tensor.
 """
 
 from __future__ import annotations
@@ -131,7 +143,8 @@ class TileGemm:
 class Drain:
     """Read accumulator ``acc`` out, requantized (``out_bits`` set) or raw (``out_bits=None``);
     ``prune``: stochastically prune the requantized codes on the result path; ``topk``: emit the
-    top-K keep bit ``|value| >= Program.topk_threshold`` as the mask (see the module doc)."""
+    top-K keep bit ``|value| >= Program.topk_threshold`` as the mask; ``resprop``: emit ReSprop's
+    sparse difference against ``Program.resprop`` (see the module doc)."""
 
     acc: int
     shift: int = 0
@@ -140,6 +153,7 @@ class Drain:
     relu: bool = False
     prune: bool = False
     topk: bool = False
+    resprop: bool = False
 
     def __post_init__(self) -> None:
         if not _is_int(self.acc) or self.acc < 0:
@@ -165,6 +179,15 @@ class Drain:
             raise ValueError("topk needs a requantized drain (out_bits set): the comparator works on codes")
         if self.topk and self.prune:
             raise ValueError("topk and prune cannot both be set: each decides the drain's mask bit")
+        if not isinstance(self.resprop, bool):
+            raise ValueError(f"resprop must be a bool, got {self.resprop!r}")
+        if self.resprop:
+            if self.out_bits is None:
+                raise ValueError("resprop needs a requantized drain (out_bits set): the difference works on codes")
+            for name in ("relu", "prune", "topk"):
+                if getattr(self, name):
+                    raise ValueError(f"resprop and {name} cannot both be set: a resprop drain emits the "
+                                     "gradient difference S and its nonzero bit")
 
 
 @dataclass(frozen=True)
@@ -190,6 +213,47 @@ class PruneSetting:
             raise ValueError(f"seed must be an int in [1, {(1 << self.lfsr_width) - 1}], got {self.seed!r}")
         if not _is_int(self.lfsr_taps) or not 0 < self.lfsr_taps < 1 << self.lfsr_width:
             raise ValueError(f"lfsr_taps must be a {self.lfsr_width}-bit mask, got {self.lfsr_taps!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class ReSpropSetting:
+    """ReSprop's result-path state for one pass (one program): the stored sample and the threshold.
+
+    ``p``: int64 [R, C], the stored sample P in output-matrix layout (R output rows per sample,
+    C output columns; for a conv BWI the rows ``(h, w)`` and columns ``c`` of one sample).
+    ``n_samples``: the batch N; the program's output matrix is [N*R, C]. ``sample``: j, whose
+    drained codes become the next P (``j >= N``: none, P is kept). ``threshold``: T >= 0, keep
+    ``|D| > T`` (strict, ReSprop's rule; ``ref.resprop_codes.effective_threshold`` gives T from the
+    float threshold). ``dense``: a dense iteration, ``S = g`` (P is still stored).
+    """
+
+    p: torch.Tensor
+    n_samples: int
+    sample: int
+    threshold: int
+    dense: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.p, torch.Tensor) or self.p.dtype != torch.int64 or self.p.dim() != 2:
+            raise ValueError("p must be a 2-D int64 tensor [rows_per_sample, cols]")
+        if self.p.shape[0] < 1 or self.p.shape[1] < 1:
+            raise ValueError(f"p must have at least one row and one column, got shape {tuple(self.p.shape)}")
+        if not _is_int(self.n_samples) or self.n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1, got {self.n_samples!r}")
+        if not _is_int(self.sample) or self.sample < 0:
+            raise ValueError(f"sample must be an int >= 0 (>= n_samples stores none), got {self.sample!r}")
+        if not _is_int(self.threshold) or self.threshold < 0:
+            raise ValueError(f"threshold must be an int >= 0, got {self.threshold!r}")
+        if not isinstance(self.dense, bool):
+            raise ValueError(f"dense must be a bool, got {self.dense!r}")
+
+    @property
+    def rows_per_sample(self) -> int:
+        return int(self.p.shape[0])
+
+    @property
+    def cols(self) -> int:
+        return int(self.p.shape[1])
 
 
 Command = TileGemm | Drain
@@ -229,6 +293,7 @@ class Program:
         prune:         the pruner's threshold and LFSR at the start (needed when a Drain prunes).
         topk_threshold: the stored top-K threshold (a magnitude, >= 0) that ``topk`` Drains compare
                        with (needed when a Drain has ``topk``).
+        resprop:       ReSprop's stored sample and threshold (needed when a Drain has ``resprop``).
     """
 
     commands: tuple[Command, ...]
@@ -240,6 +305,7 @@ class Program:
     drain_regions: tuple[Region, ...] = field(default=())
     prune: PruneSetting | None = None
     topk_threshold: int | None = None
+    resprop: ReSpropSetting | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.acc_bits) or not 2 <= self.acc_bits <= MAX_ACC_BITS:
@@ -262,6 +328,8 @@ class Program:
                     raise ValueError(f"commands[{i}] prunes, so the program needs a PruneSetting (prune=...)")
                 if cmd.topk and self.topk_threshold is None:
                     raise ValueError(f"commands[{i}] has topk, so the program needs a topk_threshold")
+                if cmd.resprop and self.resprop is None:
+                    raise ValueError(f"commands[{i}] has resprop, so the program needs a ReSpropSetting (resprop=...)")
             else:
                 raise ValueError(f"commands[{i}] must be a TileGemm or Drain, got {type(cmd).__name__}")
         if self.output_shape is not None and len(self.drain_regions) != n_drains:
@@ -281,3 +349,32 @@ class Program:
                 reg.row0 + reg.rows > self.output_shape[0] or reg.col0 + reg.cols > self.output_shape[1]
             ):
                 raise ValueError(f"drain_regions[{j}] falls outside output_shape {self.output_shape}")
+        if self.resprop is not None and not isinstance(self.resprop, ReSpropSetting):
+            raise ValueError(f"resprop must be a ReSpropSetting or None, got {self.resprop!r}")
+        self._check_resprop_cover()
+
+    def _check_resprop_cover(self) -> None:
+        """The resprop drains drain the [N*R, C] output once each, every Region the clipped tile."""
+        drains = [c for c in self.commands if isinstance(c, Drain)]
+        if not any(c.resprop for c in drains):
+            return
+        setting = self.resprop
+        assert setting is not None  # checked per command above
+        rows, cols = setting.n_samples * setting.rows_per_sample, setting.cols
+        if self.output_shape != (rows, cols):
+            raise ValueError(f"a program with resprop drains needs output_shape = (n_samples * rows_per_sample, "
+                             f"cols) = {(rows, cols)}, got {self.output_shape}")
+        covered = torch.zeros((rows, cols), dtype=torch.int64)
+        for j, (cmd, reg) in enumerate(zip(drains, self.drain_regions, strict=True)):
+            if not cmd.resprop:
+                continue
+            if reg.row0 >= rows or reg.col0 >= cols:
+                raise ValueError(f"drain_regions[{j}] of a resprop drain starts outside the {rows}x{cols} output")
+            clipped = Region(reg.row0, reg.col0, min(self.tile_m, rows - reg.row0), min(self.tile_n, cols - reg.col0))
+            if reg != clipped:
+                raise ValueError(f"drain_regions[{j}] of a resprop drain must be its tile clipped to the "
+                                 f"{rows}x{cols} output, {clipped}, got {reg}")
+            covered[reg.row0:reg.row0 + reg.rows, reg.col0:reg.col0 + reg.cols] += 1
+        if not bool((covered == 1).all()):
+            raise ValueError("the resprop drains must drain every element of the output exactly once "
+                             f"({int((covered == 0).sum())} undrained, {int((covered > 1).sum())} drained twice)")

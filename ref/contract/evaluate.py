@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ref.contract.commands import Drain, Program, TileGemm
+from ref.contract.commands import Drain, Program, Region, ReSpropSetting, TileGemm
 from ref.lfsr import GaloisLFSR
 from ref.numerics import requantize
 from ref.relu_mask_codes import relu_mask
@@ -46,6 +46,8 @@ class ProgramResult:
             (:func:`drain_mask`), or for a ``topk`` Drain the top-K keep bits (:func:`drain_keep_mask`).
     prune_sum: sum of |g| over the codes of every pruning Drain before pruning (None when the
             program has no PruneSetting).
+    resprop_nnz: nonzero S over the ``resprop`` Drains (None when the program has no ReSpropSetting).
+    resprop_p: the next pass's stored sample P, [R, C] (None when the program has no ReSpropSetting).
     """
 
     tiles: tuple[torch.Tensor, ...]
@@ -53,6 +55,8 @@ class ProgramResult:
     counts: tuple[CommandCount, ...]
     masks: tuple[torch.Tensor, ...]
     prune_sum: int | None = None
+    resprop_nnz: int | None = None
+    resprop_p: torch.Tensor | None = None
 
     @property
     def dense_macs(self) -> int:
@@ -77,6 +81,28 @@ def drain_keep_mask(tile: torch.Tensor, threshold: int) -> torch.Tensor:
     """The mask bit a ``topk`` Drain emits instead: SWAT's keep rule ``|value| >= threshold``
     (``ref.topk_codes.apply_threshold`` for single elements; ties at the threshold are kept)."""
     return tile.abs() >= threshold
+
+
+def resprop_tile(tile: torch.Tensor, region: Region, setting: ReSpropSetting) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``resprop`` Drain's result path: ``(S, mask)`` for the drained codes ``tile`` at ``region``.
+
+    ``S = D`` where ``|D| > T``, ``D = g - P[row mod R, col]`` (``ref.resprop_codes.sparse_difference``
+    per element), or ``S = g`` on a dense setting; the mask is ``S != 0``; tile padding outside the
+    region is 0 with mask 0.
+    """
+    r_per, cols = setting.rows_per_sample, setting.cols
+    valid = torch.zeros(tile.shape, dtype=torch.bool)
+    valid[: region.rows, : region.cols] = True
+    rows = (region.row0 + torch.arange(tile.shape[0])).clamp_max(setting.n_samples * r_per - 1)
+    cols_idx = (region.col0 + torch.arange(tile.shape[1])).clamp_max(cols - 1)
+    p = setting.p[(rows % r_per)[:, None], cols_idx[None, :]]
+    if setting.dense:
+        s = tile
+    else:
+        d = tile - p
+        s = torch.where(d.abs() > setting.threshold, d, torch.zeros((), dtype=torch.int64))
+    s = torch.where(valid, s, torch.zeros((), dtype=torch.int64))
+    return s, s != 0
 
 
 def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -127,6 +153,10 @@ def evaluate(program: Program) -> ProgramResult:
     setting = program.prune
     lfsr = None if setting is None else GaloisLFSR(setting.lfsr_width, setting.lfsr_taps, setting.seed)
     prune_sum = None if setting is None else 0
+    resprop = program.resprop
+    resprop_nnz = None if resprop is None else 0
+    resprop_p = None if resprop is None else resprop.p.clone()
+    drain_index = 0
     dense_per_gemm = program.tile_m * program.tile_n * program.tile_k
     for i, cmd in enumerate(program.commands):
         if isinstance(cmd, TileGemm):
@@ -136,21 +166,35 @@ def evaluate(program: Program) -> ProgramResult:
             if cmd.acc not in accs:
                 raise ValueError(f"Drain reads acc {cmd.acc}, which no earlier TileGemm wrote")
             tile = drain_tile(accs[cmd.acc], cmd)
+            drained = tile
             if cmd.prune:
                 assert setting is not None and lfsr is not None and cmd.out_bits is not None  # Program checks
                 prune_sum += int(tile.abs().sum())
                 # One draw per element in drain order (row-major), none at tau = 0 (bypass).
                 draws = lfsr.draw_many(tile.numel()) if setting.tau else None
                 tile = prune_codes(tile, setting.tau, draws, operand_bits=cmd.out_bits, lfsr_width=setting.lfsr_width)
-            tiles.append(tile)
-            if cmd.topk:
+            if cmd.resprop:
+                assert resprop is not None and resprop_p is not None  # Program checks
+                reg = program.drain_regions[drain_index]  # Program checks that resprop drains have one
+                tile, mask = resprop_tile(tile, reg, resprop)
+                resprop_nnz += int(mask.sum())
+                # Sample j's codes become the next P (their rows of this tile, clipped to the region).
+                first = max(reg.row0, resprop.sample * resprop.rows_per_sample)
+                last = min(reg.row0 + reg.rows, (resprop.sample + 1) * resprop.rows_per_sample)
+                for row in range(first, last):
+                    resprop_p[row % resprop.rows_per_sample, reg.col0:reg.col0 + reg.cols] = \
+                        drained[row - reg.row0, : reg.cols]
+                masks.append(mask)
+            elif cmd.topk:
                 assert program.topk_threshold is not None  # Program checks
                 masks.append(drain_keep_mask(tile, program.topk_threshold))
             else:
                 masks.append(drain_mask(tile))
+            tiles.append(tile)
+            drain_index += 1
             counts.append(CommandCount(i, "drain", 0, 0))
     return ProgramResult(tiles=tuple(tiles), output=_assemble(program, tiles), counts=tuple(counts),
-                         masks=tuple(masks), prune_sum=prune_sum)
+                         masks=tuple(masks), prune_sum=prune_sum, resprop_nnz=resprop_nnz, resprop_p=resprop_p)
 
 
 def _assemble(program: Program, tiles: list[torch.Tensor]) -> torch.Tensor | None:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ref.contract.commands import FORMATS, Drain, Operand, Program, Region, TileGemm
+from ref.contract.commands import FORMATS, Drain, Operand, Program, Region, ReSpropSetting, TileGemm
 from ref.contract.evaluate import ProgramResult, evaluate
 
 KINDS: tuple[str, ...] = ("conv2d", "linear")
@@ -114,12 +114,15 @@ def lower_gemm(
     tiles: tuple[int, int, int] = (8, 8, 8),
     acc_bits: int = 32,
     drain: Drain | None = None,
+    resprop: ReSpropSetting | None = None,
 ) -> Program:
     """Tile ``Cmat = out_mask ⊙ (a @ b)`` (a [M, K], b [K, N], int64) into a Program.
 
     Output tiles are visited row-major (m tile, then n tile); for each, the K tiles are issued in
-    order with ``accumulate = (k tile > 0)``, then one Drain (``drain``'s shift/out_bits/rounding/relu;
-    raw read-out when None). Ragged edges are zero-padded; padded mask entries are False.
+    order with ``accumulate = (k tile > 0)``, then one Drain (``drain``'s shift/out_bits/rounding/relu
+    and resprop; raw read-out when None). Ragged edges are zero-padded; padded mask entries are
+    False. ``resprop``: the program's ReSpropSetting (for a ``drain`` with ``resprop``; its P is
+    [R, C] with ``M = n_samples * R`` and ``C = N``).
     """
     _check_int_tensor("a", a, 2)
     _check_int_tensor("b", b, 2)
@@ -153,9 +156,10 @@ def lower_gemm(
             mask_t = None if mask_p is None else mask_p[mi * tm : (mi + 1) * tm, ni * tn : (ni + 1) * tn]
             for ki in range(kt):
                 commands.append(TileGemm(acc, a_ops[mi, ki], b_ops[ki, ni], mask_t, accumulate=ki > 0))
-            commands.append(Drain(acc, template.shift, template.out_bits, template.rounding, template.relu))
+            commands.append(Drain(acc, template.shift, template.out_bits, template.rounding, template.relu,
+                                  resprop=template.resprop))
             regions.append(Region(mi * tm, ni * tn, min(tm, m - mi * tm), min(tn, n - ni * tn)))
-    return Program(tuple(commands), acc_bits, tm, tn, tk, (m, n), tuple(regions))
+    return Program(tuple(commands), acc_bits, tm, tn, tk, (m, n), tuple(regions), resprop=resprop)
 
 
 # ----------------------------------------------------------------------------------------------

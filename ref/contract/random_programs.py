@@ -53,8 +53,11 @@ from ref.contract.commands import (
     Program,
     PruneSetting,
     Region,
+    ReSpropSetting,
     TileGemm,
 )
+from ref.contract.evaluate import evaluate
+from ref.contract.lowering import lower_gemm
 
 MODES: tuple[str, ...] = ("a", "b", "mask", "all", "dense")
 MAX_OPERAND_BITS = 32  # products of two 32-bit codes still fit the int64 evaluator (mod 2**64 wrap is exact)
@@ -199,3 +202,63 @@ def random_program(
         regions.append(Region(t * tm, 0, tm, tn))
     return Program(tuple(commands), acc_bits, tm, tn, tk, (n_gemms * tm, tn), tuple(regions), prune=prune,
                    topk_threshold=topk_threshold)
+
+
+def random_resprop_program(
+    *,
+    n_samples: int,
+    rows_per_sample: int,
+    cols: int,
+    tile_m: int,
+    tile_n: int,
+    tile_k: int,
+    operand_bits: int,
+    acc_bits: int,
+    out_bits: int,
+    sample: int,
+    threshold: int | None = None,
+    dense: bool = False,
+    density: float = 0.7,
+    k_tiles: int = 1,
+    seed: int,
+) -> Program:
+    """A random ReSprop pass: the [N*R, C] GEMM ``A @ B`` lowered with ``Drain(resprop=True)``.
+
+    A ([N*R, k_tiles*tile_k], nonzero with probability ``density``) and B (full) are random
+    ``operand_bits`` codes (``_random_tile``: extremes included); the drain requantizes to
+    ``out_bits`` with the shift that brings the largest |A @ B| to the top of that range. P [R, C]
+    is uniform over the signed ``out_bits`` codes with both extremes of the ``operand_bits`` range
+    set once. ``threshold`` None picks the median |D| of the pass (``D = g - P``), so the keep test
+    goes both ways. ``sample`` (j; ``>= n_samples`` stores none) and ``dense`` go to the
+    ReSpropSetting. Deterministic in ``seed``.
+    """
+    for name, v in (("n_samples", n_samples), ("rows_per_sample", rows_per_sample), ("cols", cols),
+                    ("k_tiles", k_tiles)):
+        _check_pos_int(name, v)
+    _check_pos_int("sample", sample, 0)
+    _check_pos_int("seed", seed, 0)
+    if not _is_int(operand_bits) or not 2 <= operand_bits <= MAX_OPERAND_BITS:
+        raise ValueError(f"operand_bits must be an int in [2, {MAX_OPERAND_BITS}], got {operand_bits!r}")
+    if not _is_int(out_bits) or not 2 <= out_bits <= operand_bits:
+        raise ValueError(f"out_bits must be an int in [2, operand_bits = {operand_bits}], got {out_bits!r}")
+    gen = torch.Generator().manual_seed(seed)
+    rows, k = n_samples * rows_per_sample, k_tiles * tile_k
+    a = _random_tile(rows, k, density, operand_bits, gen)
+    b = _random_tile(k, cols, 1.0, operand_bits, gen)
+    p = _random_tile(rows_per_sample, cols, 1.0, out_bits, gen)
+    if p.numel() >= 2:
+        p.view(-1)[0], p.view(-1)[-1] = -(1 << (operand_bits - 1)), (1 << (operand_bits - 1)) - 1
+    peak = int((a @ b).abs().max())
+    shift = min(MAX_SHIFT, max(0, peak.bit_length() - (out_bits - 1)))
+    drain = Drain(0, shift=shift, out_bits=out_bits, resprop=True)
+    tiles = (tile_m, tile_n, tile_k)
+
+    def lowered(t: int) -> Program:
+        return lower_gemm(a, b, tiles=tiles, acc_bits=acc_bits, drain=drain,
+                          resprop=ReSpropSetting(p, n_samples, sample, t, dense))
+
+    if threshold is None:
+        # At T = 0 a sparse pass emits S = D exactly (S = 0 where D = 0).
+        d = evaluate(lowered(0)).output if not dense else None
+        threshold = 0 if d is None else int(d.abs().flatten().median())
+    return lowered(threshold)

@@ -18,7 +18,7 @@ from hw.config import preset
 from hw.layouts import ROUNDING_CODES
 from hw.requantize import Requantizer
 from ref.contract import Drain, Operand, Program, PruneSetting, TileGemm, drain_keep_mask, evaluate
-from ref.contract.random_programs import random_program
+from ref.contract.random_programs import random_program, random_resprop_program
 from ref.lfsr import DEFAULT_TAPS, GaloisLFSR
 from ref.numerics import requantize
 from ref.stochastic_prune_codes import mean_deviation_bound
@@ -316,3 +316,60 @@ def test_result_path_pruner_outputs_are_unbiased():
     assert set(outs.unique().tolist()) <= {0, tau, -tau}
     assert failures(outs) == []
     assert len(failures(biased)) >= 2  # the statistic can fail
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_result_path_resprop_matches_ref(sparse):
+    """``resprop`` drains (ReSprop's difference on the result path), with P written through the
+    core's P port and random stalls: every S and mask bit, the nonzero count and the stored P read
+    back after the next load equal ref's. The passes cover a sample straddling row tiles with ragged
+    columns, one row per sample storing none, a dense pass and a threshold above every |D|."""
+    cfg = dataclasses.replace(preset("tiny"), sparse=sparse)
+    tm, tn, ob = cfg.tile_m, cfg.tile_n, cfg.operand_bits
+    plans = ((3, tm + 1, tn + 1, 1, None, False, ob - 1), (tm + 2, 1, tn - 1, tm + 2, 0, False, ob - 1),
+             (2, 2, tn, 1, 0, True, ob), (2, tm // 2 + 1, tn, 0, (1 << ob) - 1, False, ob))
+    kept = dropped = 0
+    for i, (n, r, c, j, thr, dense, out_bits) in enumerate(plans):
+        seed = 60 + i
+        program = random_resprop_program(n_samples=n, rows_per_sample=r, cols=c, tile_m=tm, tile_n=tn,
+                                         tile_k=cfg.tile_k, operand_bits=ob, acc_bits=cfg.acc_bits, out_bits=out_bits,
+                                         sample=j, threshold=thr, dense=dense, k_tiles=2, seed=seed)
+        print(f"n={n} r={r} c={c} j={j} threshold={program.resprop.threshold} dense={dense} seed={seed}")
+        expected = evaluate(program)
+        run = run_core_amaranth(program, cfg, seed=seed, stall=0.3)
+        for got, want, got_mask, want_mask in zip(run.tiles, expected.tiles, run.masks, expected.masks, strict=True):
+            assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
+        assert run.resprop_nnz == expected.resprop_nnz
+        assert torch.equal(run.resprop_p, expected.resprop_p)
+        if not dense and thr is None:
+            kept, dropped = expected.resprop_nnz, int((expected.output == 0).sum())
+        stored_any = j < n
+        assert torch.equal(expected.resprop_p, program.resprop.p) != stored_any
+    assert kept > 0 and dropped > 0   # the median threshold kept some differences and dropped others
+
+
+def test_resprop_program_that_does_not_fit_is_rejected_with_the_field():
+    cfg = preset("tiny")   # 64-code P banks: 32 words of 2 codes; rows padded to tile_n = 4 columns
+
+    def make(**kw):
+        args = dict(n_samples=2, rows_per_sample=4, cols=4, tile_m=cfg.tile_m, tile_n=cfg.tile_n, tile_k=cfg.tile_k,
+                    operand_bits=cfg.operand_bits, acc_bits=cfg.acc_bits, out_bits=cfg.operand_bits, sample=0,
+                    threshold=1, seed=5) | kw
+        return random_resprop_program(**args)
+
+    encode_program(make(rows_per_sample=16), cfg)   # 16 rows x 2 words: exactly one bank
+    with pytest.raises(ProgramMismatch, match="resprop_max_elems = 64"):
+        encode_program(make(rows_per_sample=17), cfg)
+    with pytest.raises(ProgramMismatch, match="resprop_max_elems = 64"):
+        encode_program(make(rows_per_sample=9, cols=5), cfg)   # 5 columns take two tiles: 4 words a row
+    with pytest.raises(ProgramMismatch, match="resprop_max_batch = 8"):
+        encode_program(make(n_samples=9, rows_per_sample=1), cfg)
+    with pytest.raises(ProgramMismatch, match="threshold = 16"):
+        encode_program(make(threshold=16), cfg)
+    good = make()
+    wide = dataclasses.replace(good, commands=tuple(dataclasses.replace(c, out_bits=cfg.operand_bits + 1)
+                                                    if isinstance(c, Drain) else c for c in good.commands))
+    with pytest.raises(ProgramMismatch, match="out_bits <= operand_bits"):
+        encode_program(wide, cfg)
+    with pytest.raises(ProgramMismatch, match="resprop p"):
+        encode_program(dataclasses.replace(good, resprop=dataclasses.replace(good.resprop, p=good.resprop.p * 4)), cfg)

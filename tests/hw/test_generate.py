@@ -35,15 +35,21 @@ def test_files_describe_the_design(tmp_path):
     assert "src =" not in verilog  # no absolute source paths: emit_src=False
     ports = json.loads(design.ports.read_text())
     members = ports["interface"]["members"]
-    # op, acc, accumulate, a_bitmap, b_bitmap, has_mask, shift, out_bits, rounding, relu, prune, topk
-    assert members["i_cmd"]["members"]["payload"]["width"] == 1 + 1 + 1 + 1 + 1 + 1 + 6 + 6 + 2 + 1 + 1 + 1
+    # op, acc, accumulate, a_bitmap, b_bitmap, has_mask, shift, out_bits, rounding, relu, prune, topk,
+    # resprop; rs_word, rs_row, rs_col: 7 bits each for 1024 / 8 lanes = 128 P words per bank;
+    # rs_sample: 9 bits for batches up to 256
+    assert members["i_cmd"]["members"]["payload"]["width"] == (1 + 1 + 1 + 1 + 1 + 1 + 6 + 6 + 2 + 1 + 1 + 1 + 1
+                                                               + 3 * 7 + 9)
     assert members["i_data"]["members"]["payload"]["width"] == config.bus_elems * config.operand_bits
     # lanes values and their lanes mask bits
     assert members["o_data"]["members"]["payload"]["width"] == config.lanes * config.acc_bits + config.lanes
     # cycles, macs_issued, macs_dense, input_starved, output_stalled, one busy counter per lane
     assert members["counters"]["width"] == (5 + config.lanes) * config.counter_bits
     for port in ("i_cmd__payload", "i_data__payload", "o_data__payload", "counters", "idle", "clk", "rst",
-                 "prune_tau", "prune_seed", "prune_load", "prune_sum", "topk_threshold"):
+                 "prune_tau", "prune_seed", "prune_load", "prune_sum", "topk_threshold", "resprop_load",
+                 "resprop_threshold", "resprop_rows", "resprop_cols", "resprop_row_words", "resprop_samples",
+                 "resprop_sample", "resprop_dense", "resprop_nnz", "resprop_p_addr", "resprop_p_wdata",
+                 "resprop_p_we", "resprop_p_rdata"):
         assert port in verilog
     assert json.loads(design.resolved_config.read_text()) == config.resolved()
     assert design.filelist.read_text().split() == [design.verilog.name,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from ref.contract import Drain, Operand, Program, PruneSetting, Region, TileGemm, evaluate
+from ref.contract import Drain, Operand, Program, PruneSetting, Region, ReSpropSetting, TileGemm, evaluate, lower_gemm
 from ref.lfsr import GaloisLFSR
+from ref.resprop_codes import ReSpropCodes
 
 SEED = 20240611
 
@@ -259,3 +262,87 @@ def test_invalid_topk_names_the_field() -> None:
                  Drain(0, 1, 4, topk=True)), 14, 4, 4, 8)
     with pytest.raises(ValueError, match="topk_threshold must be None or an int >= 0"):
         Program((), 14, 4, 4, 8, topk_threshold=-1)
+
+
+def _resprop_pass(n: int, r: int, c: int, j: int, threshold: int, dense: bool, seed: int,
+                  tiles: tuple[int, int, int] = (3, 2, 4)) -> Program:
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randint(-8, 8, (n * r, 4), generator=gen)
+    b = torch.randint(-8, 8, (4, c), generator=gen)
+    p = torch.randint(-8, 8, (r, c), generator=gen)
+    return lower_gemm(a, b, tiles=tiles, acc_bits=16, drain=Drain(0, shift=2, out_bits=5, resprop=True),
+                      resprop=ReSpropSetting(p, n, j, threshold, dense))
+
+
+@pytest.mark.parametrize(("n", "r", "c", "j", "threshold", "dense"), [
+    (3, 4, 5, 1, 3, False),   # a sample's rows straddle the 3-row tiles; ragged columns
+    (5, 1, 3, 4, 0, False),   # one row per sample (a linear layer), T = 0
+    (2, 3, 2, 2, 2, False),   # j = N: nothing stored
+    (2, 2, 3, 0, 5, True),    # dense iteration: S = g, P still stored
+])
+def test_resprop_drains_equal_the_resprop_unit_model(n, r, c, j, threshold, dense) -> None:
+    """A resprop pass equals ``ref.resprop_codes.ReSpropCodes.run_pass`` (the stream unit's model)
+    on the drained codes in sample-major order: S, nnz and the P the next pass reads."""
+    seed = SEED + 31 * n + r
+    print(f"seed={seed}")
+    program = _resprop_pass(n, r, c, j, threshold, dense, seed)
+    setting = program.resprop
+    got = evaluate(program)
+    plain = evaluate(dataclasses.replace(
+        program, resprop=None,
+        commands=tuple(dataclasses.replace(x, resprop=False) if isinstance(x, Drain) else x for x in program.commands)))
+    g = plain.output  # [N*R, C]: row n*R + i is row i of sample n, so the flattening is [N, R*C]
+    depth = 1 << (r * c - 1).bit_length()   # the unit's banks are a power of two deep; e < r*c needs no wrap
+    unit = ReSpropCodes(bits=6, depth=depth, mant=threshold, exp=0)
+    unit.banks[unit.read_bank] = setting.p.flatten().tolist() + [0] * (depth - r * c)
+    want = unit.run_pass(g.flatten().tolist(), n_samples=n, elems=r * c, sample=j, dense=dense, target_cp=0)
+    assert want.thr_used == threshold
+    assert got.output.flatten().tolist() == want.s
+    assert got.resprop_nnz == want.nnz
+    assert got.resprop_p.flatten().tolist() == unit.stored_p[: r * c]
+    assert got.resprop_nnz > 0
+    if threshold and not dense:
+        assert got.resprop_nnz < int((g != 0).sum())   # the keep test went both ways
+    for tile, mask in zip(got.tiles, got.masks, strict=True):
+        assert torch.equal(mask, tile != 0)
+
+
+def test_resprop_padding_leaves_as_zero() -> None:
+    """Tile padding past the [N*R, C] output (here 2 rows, 1 column) is 0 with mask 0, although P
+    is nonzero at the positions its row index wraps to."""
+    program = _resprop_pass(2, 2, 3, 0, 0, False, SEED)
+    res = evaluate(program)
+    assert (program.resprop.p != 0).any()
+    last_row_tile = [t for t, reg in zip(res.tiles, program.drain_regions, strict=True) if reg.row0 == 3]
+    for tile in last_row_tile:
+        assert torch.equal(tile[1:], torch.zeros_like(tile[1:]))
+    right = [t for t, reg in zip(res.tiles, program.drain_regions, strict=True) if reg.col0 == 2]
+    for tile in right:
+        assert torch.equal(tile[:, 1:], torch.zeros_like(tile[:, 1:]))
+
+
+def test_invalid_resprop_names_the_field() -> None:
+    p = torch.zeros((2, 2), dtype=torch.int64)
+    with pytest.raises(ValueError, match="out_bits"):
+        Drain(0, resprop=True)
+    for name in ("relu", "prune", "topk"):
+        with pytest.raises(ValueError, match=f"resprop and {name}"):
+            Drain(0, shift=0, out_bits=4, resprop=True, **{name: True})
+    for kwargs, field in ((dict(p=p.float()), "p"), (dict(n_samples=0), "n_samples"), (dict(sample=-1), "sample"),
+                          (dict(threshold=-1), "threshold"), (dict(dense=1), "dense")):
+        args = dict(p=p, n_samples=2, sample=0, threshold=0, dense=False) | kwargs
+        with pytest.raises(ValueError, match=field):
+            ReSpropSetting(**args)
+    good = _resprop_pass(2, 3, 2, 0, 1, False, SEED)
+    with pytest.raises(ValueError, match="ReSpropSetting"):
+        dataclasses.replace(good, resprop=None)
+    # The pass must be the whole [N*R, C] output, each region its clipped tile, each element once.
+    with pytest.raises(ValueError, match="output_shape"):
+        dataclasses.replace(good, resprop=dataclasses.replace(good.resprop, n_samples=3))
+    regions = list(good.drain_regions)
+    regions[0] = Region(0, 0, 2, 2)
+    with pytest.raises(ValueError, match="clipped"):
+        dataclasses.replace(good, drain_regions=tuple(regions))
+    regions[0] = regions[1]
+    with pytest.raises(ValueError, match="exactly once"):
+        dataclasses.replace(good, drain_regions=tuple(regions))

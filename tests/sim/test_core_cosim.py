@@ -11,7 +11,7 @@ import pytest
 
 from ref.contract.trace_programs import make_digits_trace, trace_programs
 from ref.traces import load_trace
-from sim.core_regression import prune_cases, regression_cases, topk_cases
+from sim.core_regression import prune_cases, regression_cases, resprop_cases, topk_cases
 from sim.core_vectors import make_case, write_vectors
 from sim.crosscheck import record_differences
 from sim.runner import SIMULATORS, run_cocotb
@@ -37,16 +37,18 @@ def _run_both(built_designs, tmp_path, preset_name, cases, seed):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_random_programs_every_mode_and_density_tiny(built_designs, tmp_path, seed):
     """5 modes x 7 densities (0..100 %), half of them under random stalls; and programs whose
-    drains prune or compare with a top-K threshold on the result path."""
+    drains prune, compare with a top-K threshold or take ReSprop's difference on the result path."""
     print(f"preset=tiny STAG_SEED={seed}")
     design, _ = built_designs("tiny", "icarus")
-    cases = regression_cases(design.config, seed) + prune_cases(design.config, seed) + topk_cases(design.config, seed)
+    cfg = design.config
+    cases = regression_cases(cfg, seed) + prune_cases(cfg, seed) + topk_cases(cfg, seed) + resprop_cases(cfg, seed)
     _run_both(built_designs, tmp_path, "tiny", cases, seed)
 
 
 def test_random_programs_default(built_designs, tmp_path):
     """The default core (8 lanes, 16x16x64 tiles) on every mode at 10 % and 50 %, and dense; two
-    programs that prune and two that compare with a top-K threshold on the result path."""
+    programs that prune, two that compare with a top-K threshold and two ReSprop passes on the
+    result path."""
     seed = 3
     print(f"preset=default STAG_SEED={seed}")
     design, _ = built_designs("default", "icarus")
@@ -54,6 +56,7 @@ def test_random_programs_default(built_designs, tmp_path):
     cases += regression_cases(design.config, seed, modes=("dense",), densities=(1.0,))
     cases += prune_cases(design.config, seed, n_gemms=2)[:2]
     cases += topk_cases(design.config, seed, n_gemms=2)[:2]
+    cases += resprop_cases(design.config, seed)[:2]
     _run_both(built_designs, tmp_path, "default", cases, seed)
 
 

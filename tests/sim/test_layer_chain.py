@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from hw.config import preset
-from ref.contract import Drain, PruneSetting, evaluate, lower_pass
+from ref.contract import Drain, PruneSetting, ReSpropSetting, evaluate, lower_gemm, lower_pass
 from ref.contract.layer_step import ALGOS, LayerInputs, LayerStep, layer_inputs_from_trace, layer_step
 from ref.contract.trace_programs import make_digits_trace, truncate_program
 from ref.contract.units import BitmapDecode, BitmapEncode, evaluate_unit
@@ -35,7 +35,7 @@ from ref.policies import (
     ZeroSkipPolicy,
     stochastic_prune,
 )
-from ref.resprop_codes import threshold_value
+from ref.resprop_codes import effective_threshold, threshold_value
 from ref.stochastic_prune_codes import prune_codes
 from ref.topk_codes import apply_threshold, keep_count, select_threshold
 from ref.traces import load_trace
@@ -308,6 +308,36 @@ def test_bwi_drain_prunes_the_gradient_on_the_result_path(steps):
     assert run.prune_sum == want.prune_sum == int(dx.abs().sum())
     n = dx.numel()
     assert inp.prune_c_fixed * run.prune_sum // (n << f) == tau
+
+
+def test_resprop_difference_on_the_result_path_equals_the_unit(steps):
+    """ReSprop where the gradient is drained, on the digits trace's own codes: conv2's dY and the
+    stored sample P the policy kept, with its threshold. dY enters the accumulators through an
+    identity GEMM (in a layer chain it is the next layer's BWI drain) and drains with ``resprop``.
+    ref's S and nonzero count equal the ReSprop unit's (the layer step's ``dy_g``, ``resprop_nnz``);
+    the RTL equals ref tile for tile, and the P it stores, read back after the next load, is the
+    chosen sample's dY."""
+    _, inp, step = steps("resprop")
+    assert inp.p is not None
+    b = PARAMS.operand_bits
+    n, k, hh, ww = inp.dy.shape
+    dy_rows = inp.dy.permute(0, 2, 3, 1).reshape(n * hh * ww, k)   # output-matrix layout: rows (n, h, w)
+    p_rows = inp.p.permute(1, 2, 0).reshape(hh * ww, k)
+    thr = effective_threshold(*inp.resprop_load, b)
+    assert thr == step.resprop_thr_used
+    j = inp.resprop_sample
+    print(f"N={n} R={hh * ww} C={k} threshold={thr} sample={j} stall={STALL}")
+    program = lower_gemm(dy_rows, torch.eye(k, dtype=torch.int64), tiles=PARAMS.tiles, acc_bits=PARAMS.acc_bits,
+                         drain=Drain(0, 0, b, resprop=True), resprop=ReSpropSetting(p_rows, n, j, thr))
+    want = evaluate(program)
+    s = want.output.reshape(n, hh, ww, k).permute(0, 3, 1, 2)
+    assert torch.equal(s, step.dy_g) and want.resprop_nnz == step.resprop_nnz
+    assert 0 < want.resprop_nnz < int((inp.dy != 0).sum())
+    run = run_core_amaranth(program, CONFIG, seed=7, stall=STALL)
+    for got, exp, got_mask, exp_mask in zip(run.tiles, want.tiles, run.masks, want.masks, strict=True):
+        assert torch.equal(got, exp) and torch.equal(got_mask, exp_mask)
+    assert run.resprop_nnz == want.resprop_nnz
+    assert j < n and torch.equal(run.resprop_p, dy_rows[j * hh * ww:(j + 1) * hh * ww])
 
 
 def test_bitmap_codec_commands_on_the_rtl_equal_ref(steps):

@@ -1,0 +1,223 @@
+"""ReSprop's sparse difference on the core's result path (Goli & Aamodt on drained gradients).
+
+A ``resprop`` DRAIN (``ref.contract.Drain(resprop=True)``) turns every drained code ``g`` (the
+layer's output gradient dY, as the next layer's BWI drains it) into ``S = D`` where ``|D| > T``,
+``D = g - P``, else 0 (``S = g`` on a dense pass), with ``S != 0`` as its mask bit, and stores the
+codes of one sample as the next pass's P. ``ref.contract.evaluate.resprop_tile`` is the definition.
+
+P memory: two banks (ping-pong) of ``words`` words, each word the ``lanes`` codes of one drain
+beat. Element ``(r, c)`` of P (output row ``r`` of a sample, column ``c``) is code ``c mod lanes``
+of word ``r * row_words + c div lanes``, ``row_words`` the P words of one output row (the output
+columns padded to whole tiles, ``ceil(C / tile_n) * tile_n / lanes``). A pass reads the *read*
+bank and writes sample ``j``'s codes into the other; ``load`` swaps them if the last pass stored
+(so every sample of a pass sees the previous P, as ``ref.resprop_codes``).
+
+Timing, in the core's drain pipeline (``step``: the pipeline moves; ``issue``: a beat's bank read
+is issued this cycle): the P word is read with the accumulator banks, carried down three
+registers beside the value (read register, the requantizer's two) and meets the code in the cycle
+the requantizer shows it; ``o_values`` / ``o_mask`` are combinational from there into the core's
+output register, so a resprop drain takes the same cycles as any drain. ``emit`` (the beat enters
+the output register) writes the stored codes and counts the nonzeros.
+
+Host port: ``p_addr`` is an element address ``r * row_words * lanes + c`` in the read bank;
+``p_we`` writes ``p_wdata`` there; ``p_rdata`` shows the element one cycle after ``p_addr`` is set.
+Only while no drain runs (``draining`` low): a host saves and restores P between layers with it.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.bits import popcount
+
+__all__ = ["DrainReSprop"]
+
+
+class DrainReSprop(wiring.Component):
+    """The result path's ReSprop difference, P storage and nonzero count.
+
+    Parameters
+    ----------
+    lanes : int            codes per drain beat (a power of two)
+    tile_n : int           columns of an output tile (a multiple of ``lanes``)
+    operand_bits : int     width of the stored P codes and of the threshold
+    acc_bits : int         width of the drained values (``o_values`` too)
+    words : int            words per P bank (a power of two)
+    sample_bits : int      width of a sample index or batch size
+    nnz_bits : int         width of the nonzero count
+
+    Members
+    -------
+    load : In(1)
+        Begin a pass: take ``i_threshold`` (T), ``i_rows`` (R >= 1, output rows per sample),
+        ``i_cols`` (C >= 1), ``i_row_words``, ``i_samples`` (N), ``i_sample`` (j; >= N stores
+        none) and ``i_dense``; swap the banks if the last pass stored; clear ``o_nnz``.
+    start : In(1), i_word, i_row, i_col : In(word_bits), i_sample0 : In(sample_bits)
+        A drain starts (its command's ``rs_*`` fields): its first element is P word ``i_word``,
+        row ``i_row`` of sample ``i_sample0``, column tile ``i_col``.
+    draining, step, issue, emit : In(1)
+        The core's drain state: a drain runs; the drain pipeline moves; a beat is read (with
+        ``step``); a resprop beat enters the output register (with ``step``).
+    i_codes : In(ArrayLayout(signed(acc_bits), lanes))   the requantized codes ``g`` of the beat
+    o_values : Out(ArrayLayout(signed(acc_bits), lanes)) ``S``, sign-extended
+    o_mask : Out(lanes)                                   ``S != 0`` (0 on tile padding)
+    o_nnz : Out(nnz_bits)   nonzero S since ``load``; final one cycle after the last beat left
+    p_addr, p_wdata, p_we, p_rdata : the host port (module docstring)
+    """
+
+    def __init__(self, *, lanes: int, tile_n: int, operand_bits: int, acc_bits: int, words: int,
+                 sample_bits: int, nnz_bits: int) -> None:
+        assert lanes & (lanes - 1) == 0 and tile_n % lanes == 0 and words & (words - 1) == 0
+        self._lanes, self._tile_n, self._bits, self._acc_bits = lanes, tile_n, operand_bits, acc_bits
+        self._words = words
+        word_bits = max(1, (words - 1).bit_length())
+        self._word_bits = word_bits
+        elem_bits = max(1, (words * lanes - 1).bit_length())
+        super().__init__({
+            "load": In(1),
+            "i_threshold": In(operand_bits),
+            "i_rows": In(range(words + 1)),
+            "i_cols": In(range(words * lanes + 1)),
+            "i_row_words": In(range(words + 1)),
+            "i_samples": In(sample_bits),
+            "i_sample": In(sample_bits),
+            "i_dense": In(1),
+            "start": In(1),
+            "i_word": In(word_bits),
+            "i_row": In(word_bits),
+            "i_col": In(word_bits),
+            "i_sample0": In(sample_bits),
+            "draining": In(1),
+            "step": In(1),
+            "issue": In(1),
+            "emit": In(1),
+            "i_codes": In(data.ArrayLayout(signed(acc_bits), lanes)),
+            "o_values": Out(data.ArrayLayout(signed(acc_bits), lanes)),
+            "o_mask": Out(lanes),
+            "o_nnz": Out(nnz_bits),
+            "p_addr": In(elem_bits),
+            "p_wdata": In(operand_bits),
+            "p_we": In(1),
+            "p_rdata": Out(operand_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, tn, ob, words = self._lanes, self._tile_n, self._bits, self._words
+        groups = tn // lanes
+        lane_bits = (lanes - 1).bit_length()
+        wb = self._word_bits
+
+        # ---- pass settings (taken at load) ------------------------------------------------------
+        thr = Signal(ob)
+        rows_m1 = Signal(range(words))
+        cols = Signal.like(self.i_cols)
+        row_words = Signal.like(self.i_row_words)
+        samples = Signal.like(self.i_samples)
+        sample = Signal.like(self.i_sample)
+        dense = Signal()
+        read_bank = Signal()
+        stored = Signal()       # the running pass wrote a sample: swap at the next load
+        with m.If(self.load):
+            m.d.sync += [thr.eq(self.i_threshold), rows_m1.eq(self.i_rows - 1), cols.eq(self.i_cols),
+                         row_words.eq(self.i_row_words), samples.eq(self.i_samples),
+                         sample.eq(self.i_sample), dense.eq(self.i_dense), stored.eq(0),
+                         read_bank.eq(read_bank ^ stored)]
+
+        # ---- P memory -----------------------------------------------------------------------------
+        m.submodules.p_mem = p_mem = Memory(shape=unsigned(lanes * ob), depth=2 * words, init=[])
+        rd = p_mem.read_port()
+        wr = p_mem.write_port(granularity=ob)
+
+        # ---- walker: where the next issued beat sits in P ---------------------------------------
+        prow = Signal(range(words))
+        smp = Signal(self.i_samples.shape())
+        row_addr = Signal(wb + 1)          # word of the beat's row at group 0 (one guard bit)
+        col_word = Signal(wb + 1)          # word offset of the tile's column, for a sample's row 0
+        cols_left = Signal(signed(len(cols) + 1))   # output columns from the tile's first one on
+        group = Signal(range(groups))
+        with m.If(self.start):
+            m.d.sync += [prow.eq(self.i_row), smp.eq(self.i_sample0), row_addr.eq(self.i_word),
+                         col_word.eq(self.i_col * groups), cols_left.eq(cols - self.i_col * tn), group.eq(0)]
+        with m.Elif(self.issue):
+            with m.If(group == groups - 1):
+                m.d.sync += group.eq(0)
+                with m.If(prow == rows_m1):
+                    m.d.sync += [prow.eq(0), smp.eq(smp + 1), row_addr.eq(col_word)]
+                with m.Else():
+                    m.d.sync += [prow.eq(prow + 1), row_addr.eq(row_addr + row_words)]
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+
+        # Per beat, carried down the pipeline beside the value: its P word, whether its row belongs
+        # to the batch (padding rows past N*R do not), whether it is sample j's, and how many of its
+        # lanes are columns of the output (the rest is tile padding).
+        meta_layout = data.StructLayout({
+            "word": wb, "row_ok": 1, "store": 1, "lanes_ok": range(lanes + 1)})
+        meta_issue = Signal(meta_layout)
+        beat_cols = Signal(signed(len(cols_left) + 1))
+        m.d.comb += [
+            meta_issue.word.eq(row_addr + group),
+            meta_issue.row_ok.eq(smp < samples),
+            meta_issue.store.eq((smp == sample) & (smp < samples)),
+            beat_cols.eq(cols_left - group * lanes),
+            meta_issue.lanes_ok.eq(Mux(beat_cols < 0, 0, Mux(beat_cols > lanes, lanes, beat_cols))),
+        ]
+        meta_read, meta_held, meta_round, meta_quant = (Signal(meta_layout, name=f"meta_{n}")
+                                                        for n in ("read", "held", "round", "quant"))
+        p_held, p_round, p_quant = (Signal(lanes * ob, name=f"p_{n}") for n in ("held", "round", "quant"))
+        with m.If(self.step):
+            m.d.sync += [meta_read.eq(meta_issue), meta_held.eq(meta_read), meta_round.eq(meta_held),
+                         meta_quant.eq(meta_round), p_held.eq(rd.data), p_round.eq(p_held), p_quant.eq(p_round)]
+
+        # ---- read port: the drain's P words, or the host's element -------------------------------
+        host_word = self.p_addr[lane_bits:lane_bits + wb] if wb else Const(0)
+        host_lane = Signal(max(1, lane_bits))
+        m.d.sync += host_lane.eq(self.p_addr[:lane_bits] if lane_bits else 0)
+        with m.If(self.draining):
+            m.d.comb += [rd.addr.eq(Cat(meta_issue.word, read_bank)), rd.en.eq(self.step)]
+        with m.Else():
+            m.d.comb += [rd.addr.eq(Cat(host_word, read_bank)), rd.en.eq(1)]
+        m.d.comb += self.p_rdata.eq(rd.data.word_select(host_lane, ob) if lane_bits else rd.data)
+
+        # ---- the difference, per lane -------------------------------------------------------------
+        thr_s = Signal(signed(ob + 2))
+        m.d.comb += thr_s.eq(thr)
+        codes_ob = []
+        for e in range(lanes):
+            code = Signal(signed(ob + 1), name=f"code{e}")   # |g| < 2**(ob-1): out_bits <= operand_bits
+            p = Signal(signed(ob), name=f"p{e}")
+            d = Signal(signed(ob + 2), name=f"d{e}")
+            mask = Signal(name=f"mask{e}")
+            m.d.comb += [
+                code.eq(self.i_codes[e]),
+                p.eq(p_quant[e * ob:(e + 1) * ob]),
+                d.eq(code - p),
+                mask.eq(meta_quant.row_ok & (meta_quant.lanes_ok > e) &
+                        Mux(dense, code != 0, (d > thr_s) | (-d > thr_s))),
+                self.o_mask[e].eq(mask),
+                self.o_values[e].eq(Mux(mask, Mux(dense, code, d), 0)),
+            ]
+            codes_ob.append(code[:ob])
+
+        # ---- write port: sample j's codes at emit, or the host's element ---------------------------
+        storing = self.emit & meta_quant.store
+        with m.If(storing):
+            m.d.comb += [wr.addr.eq(Cat(meta_quant.word, ~read_bank)), wr.data.eq(Cat(*codes_ob)),
+                         wr.en.eq((1 << lanes) - 1)]
+            m.d.sync += stored.eq(1)
+        with m.Elif(self.p_we & ~self.draining):
+            m.d.comb += [wr.addr.eq(Cat(host_word, read_bank)), wr.data.eq(Cat(*[self.p_wdata] * lanes)),
+                         wr.en.eq(Const(1, lanes) << (self.p_addr[:lane_bits] if lane_bits else 0))]
+
+        # ---- nonzero count: the emitted mask bits, added a cycle later (off the result path) -----
+        counted = Signal(lanes)
+        m.d.sync += counted.eq(Mux(self.emit, self.o_mask, 0))
+        with m.If(self.load):
+            m.d.sync += self.o_nnz.eq(0)
+        with m.Else():
+            m.d.sync += self.o_nnz.eq(self.o_nnz + popcount(counted, lanes))
+        return m
