@@ -30,6 +30,20 @@ __all__ = [
     "PRUNE_SEED",
     "PRUNE_SUM",
     "PRUNE_TAU",
+    "RESPROP_COLS",
+    "RESPROP_CTRL",
+    "RESPROP_CTRL_DENSE",
+    "RESPROP_LOAD",
+    "RESPROP_LOAD_GO",
+    "RESPROP_NNZ",
+    "RESPROP_P_DATA",
+    "RESPROP_P_INDEX",
+    "RESPROP_ROWS",
+    "RESPROP_ROW_WORDS",
+    "RESPROP_SAMPLE",
+    "RESPROP_SAMPLES",
+    "RESPROP_SETTINGS",
+    "RESPROP_THRESHOLD",
     "SCRATCH",
     "SNAPSHOT",
     "SNAPSHOT_TAKE",
@@ -67,12 +81,26 @@ PRUNE_SEED = 0x024  #: RW, write a nonzero seed: load tau and the seed into the 
 PRUNE_SUM = 0x028   #: RO, sum of |g| over the pruning drains' codes since the last PRUNE_SEED write, bits [31:0]
 TOPK_THRESHOLD = 0x02C  #: RW, SWAT's stored top-K threshold (operand_bits) that the ``topk`` drains compare with
 
+# ---- ReSprop on the result path (hw.drain_resprop; whole-word writes, between programs) ----------
+RESPROP_THRESHOLD = 0x0C0  #: RW, T: a resprop drain keeps D = g - P where |D| > T (operand_bits)
+RESPROP_ROWS = 0x0C4       #: RW, R: output rows per sample (>= 1)
+RESPROP_COLS = 0x0C8       #: RW, C: output columns (>= 1)
+RESPROP_ROW_WORDS = 0x0CC  #: RW, P words per output row: ceil(C / tile_n) * tile_n / lanes
+RESPROP_SAMPLES = 0x0D0    #: RW, N: the batch (the output has N * R rows)
+RESPROP_SAMPLE = 0x0D4     #: RW, j: the sample stored as the next P (>= N: none)
+RESPROP_CTRL = 0x0D8       #: RW, bit 0 DENSE: S = g (a dense iteration)
+RESPROP_LOAD = 0x0DC       #: WO, write bit 0 = 1: begin a pass (take the registers above, swap P if stored, clear NNZ)
+RESPROP_NNZ = 0x0E0        #: RO, nonzero S of the resprop drains since the last RESPROP_LOAD, bits [31:0]
+RESPROP_P_INDEX = 0x0E4    #: RW, element address r * ROW_WORDS * lanes + c of P[r, c]
+RESPROP_P_DATA = 0x0E8     #: RW, the P code at P_INDEX (read sign-extended); each access then steps P_INDEX by 1
+
 #: ASCII "STAG".
 ID_VALUE = 0x5354_4147
-#: Interface version 1.2 (1.1: ReLU mask bits above the values in each result beat; the result-path
+#: Interface version 1.3 (1.1: ReLU mask bits above the values in each result beat; the result-path
 #: pruner: the command's ``prune`` bit and PRUNE_TAU, PRUNE_SEED, PRUNE_SUM. 1.2: the result-path
-#: top-K comparator: the command's ``topk`` bit and TOPK_THRESHOLD).
-VERSION_VALUE = 0x0001_0002
+#: top-K comparator: the command's ``topk`` bit and TOPK_THRESHOLD. 1.3: ReSprop's difference on the
+#: result path: the command's ``resprop`` and ``rs_*`` fields and the RESPROP_* registers).
+VERSION_VALUE = 0x0001_0003
 
 CTRL_IRQ_EN = 1 << 0
 STATUS_IDLE = 1 << 0
@@ -80,6 +108,15 @@ STATUS_DONE = 1 << 1
 STATUS_IRQ = 1 << 2
 STATUS_PAD_ERROR = 1 << 3
 SNAPSHOT_TAKE = 1 << 0
+RESPROP_CTRL_DENSE = 1 << 0
+RESPROP_LOAD_GO = 1 << 0
+
+#: The ReSprop pass settings: core input ``resprop_<name>`` (``sim.core_program.resprop_inputs``
+#: names) <- the register at this offset. ``dense`` is RESPROP_CTRL's bit 0.
+RESPROP_SETTINGS: dict[str, int] = {
+    "threshold": RESPROP_THRESHOLD, "rows": RESPROP_ROWS, "cols": RESPROP_COLS, "row_words": RESPROP_ROW_WORDS,
+    "samples": RESPROP_SAMPLES, "sample": RESPROP_SAMPLE, "dense": RESPROP_CTRL,
+}
 
 # ---- configuration readback (RO constants) ------------------------------------------------------
 CONFIG_BASE = 0x040
@@ -136,7 +173,9 @@ def config_offset(field: str) -> int:
 
 #: Control and status registers (every address below CONFIG_BASE that is mapped).
 MAPPED: tuple[int, ...] = (ID, VERSION, CTRL, STATUS, SNAPSHOT, SCRATCH, CMD_COUNT, TILE_COUNT, PRUNE_TAU, PRUNE_SEED,
-                           PRUNE_SUM, TOPK_THRESHOLD)
+                           PRUNE_SUM, TOPK_THRESHOLD, RESPROP_THRESHOLD, RESPROP_ROWS, RESPROP_COLS,
+                           RESPROP_ROW_WORDS, RESPROP_SAMPLES, RESPROP_SAMPLE, RESPROP_CTRL, RESPROP_LOAD,
+                           RESPROP_NNZ, RESPROP_P_INDEX, RESPROP_P_DATA)
 
 
 def mapped_offsets(lanes: int) -> tuple[int, ...]:

@@ -159,6 +159,12 @@ class AxiTop(wiring.Component):
         topk_threshold = Signal(cfg.operand_bits)
         m.d.comb += [core.prune_tau.eq(prune_tau), core.prune_seed.eq(prune_seed),
                      core.topk_threshold.eq(topk_threshold)]
+        # ReSprop's pass settings, taken by the core at a RESPROP_LOAD write.
+        resprop = {name: Signal.like(getattr(core, f"resprop_{name}"), name=f"resprop_{name}")
+                   for name in regs.RESPROP_SETTINGS}
+        resprop_index = Signal.like(core.resprop_p_addr)
+        m.d.comb += [getattr(core, f"resprop_{name}").eq(reg) for name, reg in resprop.items()]
+        m.d.comb += [core.resprop_p_addr.eq(resprop_index), core.resprop_p_wdata.eq(self.s_axil_wdata)]
         counters = core.counters.as_value()
         snapshot = Signal(len(counters))
 
@@ -213,9 +219,25 @@ class AxiTop(wiring.Component):
                 with m.Case(regs.TOPK_THRESHOLD >> 2):
                     with m.If(wstrb.all()):     # whole words only, as the pruner's registers
                         m.d.sync += topk_threshold.eq(wdata)
+                for name, offset in regs.RESPROP_SETTINGS.items():
+                    with m.Case(offset >> 2):
+                        with m.If(wstrb.all()):
+                            m.d.sync += resprop[name].eq(wdata)
+                with m.Case(regs.RESPROP_LOAD >> 2):
+                    m.d.comb += core.resprop_load.eq(wstrb.all() & wdata[0])
+                with m.Case(regs.RESPROP_P_INDEX >> 2):
+                    with m.If(wstrb.all()):
+                        m.d.sync += resprop_index.eq(wdata)
+                with m.Case(regs.RESPROP_P_DATA >> 2):
+                    with m.If(wstrb.all()):
+                        # The core writes the code at P_INDEX at this edge, which also steps the index.
+                        m.d.comb += core.resprop_p_we.eq(1)
+                        m.d.sync += resprop_index.eq(resprop_index + 1)
                 with m.Case(*(a >> 2 for a in regs.mapped_offsets(cfg.lanes)
                               if a not in (regs.CTRL, regs.STATUS, regs.SNAPSHOT, regs.SCRATCH, regs.PRUNE_TAU,
-                                           regs.PRUNE_SEED, regs.TOPK_THRESHOLD))):
+                                           regs.PRUNE_SEED, regs.TOPK_THRESHOLD, regs.RESPROP_LOAD,
+                                           regs.RESPROP_P_INDEX, regs.RESPROP_P_DATA,
+                                           *regs.RESPROP_SETTINGS.values()))):
                     pass                # read-only: ignored, OKAY
                 with m.Default():
                     m.d.sync += bresp.eq(RESP_SLVERR)
@@ -235,14 +257,21 @@ class AxiTop(wiring.Component):
         rvalid = Signal()
         rdata = Signal(32)
         rresp = Signal(2)
+        # A P_DATA read answers a cycle later than the others: the P memory's read port shows the
+        # code at P_INDEX one cycle after the index is set, and the index may have been written in
+        # the cycle before the read is taken.
+        p_reading = Signal()
+        m.d.sync += p_reading.eq(0)
+        with m.If(p_reading):
+            m.d.sync += [rvalid.eq(1), rdata.eq(core.resprop_p_rdata.as_signed())]
         m.d.comb += [
-            self.s_axil_arready.eq(~rvalid),
+            self.s_axil_arready.eq(~rvalid & ~p_reading),
             self.s_axil_rvalid.eq(rvalid),
             self.s_axil_rdata.eq(rdata),
             self.s_axil_rresp.eq(rresp),
         ]
         cb = cfg.counter_bits
-        with m.If(self.s_axil_arvalid & ~rvalid):
+        with m.If(self.s_axil_arvalid & ~rvalid & ~p_reading):
             m.d.sync += [rvalid.eq(1), rresp.eq(RESP_OKAY), rdata.eq(0)]
             with m.Switch(self.s_axil_araddr[2:]):
                 with m.Case(regs.ID >> 2):
@@ -269,6 +298,17 @@ class AxiTop(wiring.Component):
                     m.d.sync += rdata.eq(core.prune_sum)
                 with m.Case(regs.TOPK_THRESHOLD >> 2):
                     m.d.sync += rdata.eq(topk_threshold)
+                for name, offset in regs.RESPROP_SETTINGS.items():
+                    with m.Case(offset >> 2):
+                        m.d.sync += rdata.eq(resprop[name])
+                with m.Case(regs.RESPROP_LOAD >> 2):
+                    pass                # write-only: reads 0
+                with m.Case(regs.RESPROP_NNZ >> 2):
+                    m.d.sync += rdata.eq(core.resprop_nnz)
+                with m.Case(regs.RESPROP_P_INDEX >> 2):
+                    m.d.sync += rdata.eq(resprop_index)
+                with m.Case(regs.RESPROP_P_DATA >> 2):
+                    m.d.sync += [rvalid.eq(0), p_reading.eq(1), resprop_index.eq(resprop_index + 1)]
                 for field, value in config_registers(cfg).items():
                     with m.Case(regs.config_offset(field) >> 2):
                         m.d.sync += rdata.eq(value)

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from hw.config import StagConfig
 from ref.contract.random_programs import MODES, random_program
-from sim.core_regression import prune_cases, topk_cases
+from sim.core_regression import prune_cases, resprop_cases, topk_cases
 from sim.core_vectors import VectorCase, make_case
 
 __all__ = ["axi_cases"]
@@ -45,5 +45,8 @@ def axi_cases(config: StagConfig, seed: int, *, count: int | None = None, n_gemm
         cases.append(replace(case, name=f"axi_{case.name}"))
     # Programs whose drains compare with a top-K threshold written to TOPK_THRESHOLD.
     for case in topk_cases(config, seed, n_gemms=2)[:1]:
+        cases.append(replace(case, name=f"axi_{case.name}"))
+    # ReSprop passes: settings and P through the RESPROP_* registers, the stored P read back.
+    for case in resprop_cases(config, seed)[:1 if big else 2]:
         cases.append(replace(case, name=f"axi_{case.name}"))
     return cases

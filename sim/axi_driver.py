@@ -69,7 +69,8 @@ class AxiRun:
     ``counters``: the performance counters (snapshot taken after the core went idle), by name,
     with ``lane_busy`` as a list. ``cycles``: simulated cycles from the first beat offered to the
     core being idle; ``seconds``: wall-clock time of the same span. ``prune_sum``: PRUNE_SUM after
-    a program that loaded the pruner.
+    a program that loaded the pruner. ``resprop_nnz`` / ``resprop_p``: RESPROP_NNZ after a ReSprop
+    pass, and the P it stored, read back through RESPROP_P_DATA after the next RESPROP_LOAD.
     """
 
     frames: list[list[int]]
@@ -81,6 +82,8 @@ class AxiRun:
     masks: list[Any] = field(default_factory=list)
     prune_sum: int | None = None
     tile_start_cycles: list[int] = field(default_factory=list)
+    resprop_nnz: int | None = None
+    resprop_p: list[int] | None = None
 
     @property
     def cycles_per_second(self) -> float:
@@ -223,12 +226,48 @@ class AxiAccelerator:
         await self.write_reg(regs.PRUNE_TAU, tau)
         await self.write_reg(regs.PRUNE_SEED, seed)
 
+    async def begin_resprop(self, settings: dict[str, int]) -> None:
+        """Begin a ReSprop pass: the RESPROP_* settings (``sim.core_program.resprop_inputs``), then
+        RESPROP_LOAD (swaps in the P the last pass stored, clears RESPROP_NNZ). Core idle only."""
+        for name, offset in regs.RESPROP_SETTINGS.items():
+            await self.write_reg(offset, settings[name])
+        await self.write_reg(regs.RESPROP_LOAD, regs.RESPROP_LOAD_GO)
+
+    async def write_resprop_p(self, addrs: Sequence[int], codes: Sequence[int]) -> None:
+        """Write P codes at element addresses (``sim.core_program.resprop_p_addresses``) of the read
+        bank; consecutive addresses need one P_INDEX write, as P_DATA steps the index."""
+        index = None
+        mask = (1 << self.config.operand_bits) - 1
+        for addr, code in zip(addrs, codes, strict=True):
+            if addr != index:
+                await self.write_reg(regs.RESPROP_P_INDEX, addr)
+            await self.write_reg(regs.RESPROP_P_DATA, code & mask)
+            index = addr + 1
+
+    async def read_resprop_p(self, addrs: Sequence[int]) -> list[int]:
+        """The P codes (signed) at element addresses of the read bank."""
+        index, out = None, []
+        for addr in addrs:
+            if addr != index:
+                await self.write_reg(regs.RESPROP_P_INDEX, addr)
+            word = await self.read_reg(regs.RESPROP_P_DATA)
+            out.append(word - (1 << 32) if word >> 31 else word)
+            index = addr + 1
+        return out
+
     async def run_encoded(self, commands: Sequence[int], data: Sequence[int], drains: int, *,
-                          prune: tuple[int, int] | None = None, topk_threshold: int | None = None) -> AxiRun:
+                          prune: tuple[int, int] | None = None, topk_threshold: int | None = None,
+                          resprop: tuple[dict[str, int], Sequence[int], Sequence[int]] | None = None) -> AxiRun:
         """Stream encoded commands and data (``sim.core_program.encode_program``) concurrently, collect
         ``drains`` result tiles, wait for the core to go idle and read the counters. ``prune``:
         (tau, seed) loaded into the result-path pruner first; ``AxiRun.prune_sum`` then holds PRUNE_SUM.
-        ``topk_threshold``: written to TOPK_THRESHOLD first (the ``topk`` drains' comparator)."""
+        ``topk_threshold``: written to TOPK_THRESHOLD first (the ``topk`` drains' comparator).
+        ``resprop``: (settings, P addresses, P codes): the pass is begun and its P written first;
+        afterwards ``AxiRun.resprop_nnz`` holds RESPROP_NNZ and ``resprop_p`` the stored P, read back
+        after a second RESPROP_LOAD."""
+        if resprop is not None:
+            await self.begin_resprop(resprop[0])
+            await self.write_resprop_p(resprop[1], resprop[2])
         if prune is not None:
             await self.load_pruner(*prune)
         if topk_threshold is not None:
@@ -255,19 +294,35 @@ class AxiAccelerator:
         cycles, seconds = self.cycle() - start_cycle, time.perf_counter() - started
         counters = await self.counters()
         prune_sum = None if prune is None else await self.read_reg(regs.PRUNE_SUM)
+        resprop_nnz = resprop_p = None
+        if resprop is not None:
+            resprop_nnz = await self.read_reg(regs.RESPROP_NNZ)
+            await self.write_reg(regs.RESPROP_LOAD, regs.RESPROP_LOAD_GO)
+            resprop_p = await self.read_resprop_p(resprop[1])
         return AxiRun(frames=frames, tile_end_cycles=ends, counters=counters, cycles=cycles, seconds=seconds,
-                      tile_start_cycles=starts, prune_sum=prune_sum)
+                      tile_start_cycles=starts, prune_sum=prune_sum, resprop_nnz=resprop_nnz, resprop_p=resprop_p)
 
     async def run_program(self, program: Any) -> AxiRun:
         """Run a ``ref.contract.Program``; ``AxiRun.tiles`` holds the drained ``[tile_m, tile_n]`` tiles and
         ``AxiRun.masks`` their mask bits (ReLU, or top-K keep bits on ``topk`` drains)."""
         # sim.core_program imports torch: only when asked for.
-        from sim.core_program import decode_drain, decode_drain_mask, encode_program
+        from sim.core_program import (
+            decode_drain,
+            decode_drain_mask,
+            encode_program,
+            resprop_inputs,
+            resprop_p_addresses,
+        )
 
         encoded = encode_program(program, self.config)
         prune = None if program.prune is None else (program.prune.tau, program.prune.seed)
+        rs = program.resprop
+        resprop = None if rs is None else (
+            resprop_inputs(program, self.config),
+            resprop_p_addresses(rs.rows_per_sample, rs.cols, self.config),
+            [int(v) for v in rs.p.flatten().tolist()])
         run = await self.run_encoded(encoded.commands, encoded.data, encoded.drains, prune=prune,
-                                     topk_threshold=program.topk_threshold)
+                                     topk_threshold=program.topk_threshold, resprop=resprop)
         mask = (1 << self.config.result_bits) - 1  # drop tdata's padding bits
         run.tiles = [decode_drain([beat & mask for beat in frame], self.config) for frame in run.frames]
         run.masks = [decode_drain_mask([beat & mask for beat in frame], self.config) for frame in run.frames]

@@ -66,7 +66,7 @@ async def test_registers(dut):
     record: dict[str, object] = {"config": readback}
 
     assert await acc.read_reg(regs.ID) == 0x5354_4147, "ID must read ASCII 'STAG'"
-    assert await acc.read_reg(regs.VERSION) == 0x0001_0002
+    assert await acc.read_reg(regs.VERSION) == 0x0001_0003
     reset_values = {name: await acc.read_reg(offset) for name, offset in (
         ("CTRL", regs.CTRL), ("STATUS", regs.STATUS), ("SNAPSHOT", regs.SNAPSHOT), ("SCRATCH", regs.SCRATCH),
         ("CMD_COUNT", regs.CMD_COUNT), ("TILE_COUNT", regs.TILE_COUNT))}
@@ -105,7 +105,28 @@ async def test_registers(dut):
     await acc.write_reg(regs.TOPK_THRESHOLD, 0xFFFF_FFFF)
     assert await acc.read_reg(regs.TOPK_THRESHOLD) == (1 << config.operand_bits) - 1
     await acc.write_reg(regs.TOPK_THRESHOLD, 0)
-    for offset in (0x030, 0x03C, regs.CONFIG_BASE + 4 * len(regs.CONFIG_FIELDS), last_counter + 4, 0xFFC):
+    # ReSprop's registers: the settings read back in their core input widths; P_DATA writes and
+    # reads (sign-extended) step P_INDEX; RESPROP_NNZ starts at 0 and RESPROP_LOAD reads 0.
+    for offset in regs.RESPROP_SETTINGS.values():
+        assert await acc.read_reg(offset) == 0
+    await acc.write_reg(regs.RESPROP_ROWS, 3)
+    await acc.write_reg(regs.RESPROP_CTRL, 0xFFFF_FFFF)
+    assert await acc.read_reg(regs.RESPROP_ROWS) == 3
+    assert await acc.read_reg(regs.RESPROP_CTRL) == regs.RESPROP_CTRL_DENSE
+    await acc.write_reg(regs.RESPROP_THRESHOLD, 0xFFFF_FFFF)
+    assert await acc.read_reg(regs.RESPROP_THRESHOLD) == (1 << config.operand_bits) - 1
+    qmin, qmax = -(1 << (config.operand_bits - 1)), (1 << (config.operand_bits - 1)) - 1
+    codes = [qmin, qmax, -1, 1, 0]
+    addrs = [2 * config.lanes + 1 + i for i in range(len(codes))]    # across a word boundary
+    await acc.write_resprop_p(addrs, codes)
+    assert await acc.read_reg(regs.RESPROP_P_INDEX) == addrs[-1] + 1
+    assert await acc.read_resprop_p(addrs) == codes
+    assert await acc.read_reg(regs.RESPROP_P_INDEX) == addrs[-1] + 1
+    assert await acc.read_reg(regs.RESPROP_NNZ) == 0 and await acc.read_reg(regs.RESPROP_LOAD) == 0
+    for offset in (regs.RESPROP_ROWS, regs.RESPROP_CTRL, regs.RESPROP_THRESHOLD):
+        await acc.write_reg(offset, 0)
+    for offset in (0x030, 0x03C, regs.CONFIG_BASE + 4 * len(regs.CONFIG_FIELDS), regs.RESPROP_THRESHOLD - 4,
+                   regs.RESPROP_P_DATA + 4, last_counter + 4, 0xFFC):
         await _expect_error(acc, offset, write=False)
         await _expect_error(acc, offset, write=True)
     assert await acc.read_reg(regs.SCRATCH) == 0xDE5A_BEEF, "an erroring write changed SCRATCH"
@@ -156,8 +177,9 @@ async def test_programs(dut):
         watch = _IrqWatch(acc)
         drains = len(case.expected) // case.drain_beats
         prune = None if case.prune_tau is None else (case.prune_tau, case.prune_seed)
+        resprop = None if case.resprop is None else (case.resprop, case.resprop_p_addrs, case.resprop_p)
         run = await acc.run_encoded(case.commands, case.data, drains, prune=prune,
-                                    topk_threshold=case.topk_threshold)
+                                    topk_threshold=case.topk_threshold, resprop=resprop)
         acc.set_gaps(None)
         log_speed(run, case.name)
         if os.environ.get("STAG_SPEED_FILE"):      # sim.axi_speed: wall-clock figures stay out of the records
@@ -172,6 +194,11 @@ async def test_programs(dut):
         if case.prune_sum is not None:
             assert run.prune_sum == case.prune_sum & 0xFFFF_FFFF, (
                 f"{case.name}: PRUNE_SUM {run.prune_sum}, ref {case.prune_sum}")
+        if case.resprop is not None:
+            assert run.resprop_nnz == case.resprop_nnz & 0xFFFF_FFFF, (
+                f"{case.name}: RESPROP_NNZ {run.resprop_nnz}, ref {case.resprop_nnz}")
+            assert run.resprop_p == case.resprop_p_next, (
+                f"{case.name}: stored P {run.resprop_p}, ref {case.resprop_p_next}")
         ctr = run.counters
         issued_want = case.effectual_macs if config.sparse else case.dense_macs
         assert ctr["macs_issued"] == issued_want & wrap, (
@@ -199,7 +226,8 @@ async def test_programs(dut):
         assert int(dut.irq.value) == 0 and not await acc.status() & regs.STATUS_DONE
         watch.stop()
         write_record(case.name, {"values": got, "tile_end_cycles": run.tile_end_cycles, "counters": ctr,
-                                 "prune_sum": run.prune_sum,
+                                 "prune_sum": run.prune_sum, "resprop_nnz": run.resprop_nnz,
+                                 "resprop_p": run.resprop_p,
                                  "cycles": run.cycles, "irq_rises": watch.rises})
         cocotb.log.info("%s: %d result beats match ref; %d MACs issued of %d dense", case.name, len(got),
                         ctr["macs_issued"], ctr["macs_dense"])

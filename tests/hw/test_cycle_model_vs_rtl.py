@@ -14,6 +14,7 @@ import torch
 
 from hw.config import StagConfig, preset
 from ref.contract import Drain, Operand, Program, TileGemm, random_program
+from ref.contract.random_programs import random_resprop_program
 from ref.cycle_model import CycleEstimate, predict_cycles
 from sim.core_amaranth import run_core_amaranth
 from sim.core_program import encode_program
@@ -128,3 +129,21 @@ def test_hand_built_programs(sparse):
     for name, program in _hand_programs(cfg).items():
         err = _compare(program, cfg, f"tiny sparse={sparse} {name} (seed 300)")
         assert abs(err) <= TOLERANCE, name
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_resprop_drains_add_no_cycle(sparse):
+    """A ReSprop pass (``Drain(resprop=True)``) takes exactly the cycles of the same program with
+    plain drains, so the model, which does not know about it, stays exact."""
+    cfg = dataclasses.replace(preset("tiny"), sparse=sparse)
+    program = random_resprop_program(n_samples=3, rows_per_sample=cfg.tile_m + 1, cols=cfg.tile_n + 1,
+                                     tile_m=cfg.tile_m, tile_n=cfg.tile_n, tile_k=cfg.tile_k,
+                                     operand_bits=cfg.operand_bits, acc_bits=cfg.acc_bits,
+                                     out_bits=cfg.operand_bits - 1, sample=1, density=0.5, seed=300)
+    plain = dataclasses.replace(program, resprop=None, commands=tuple(
+        dataclasses.replace(c, resprop=False) if isinstance(c, Drain) else c for c in program.commands))
+    with_resprop = run_core_amaranth(program, cfg, seed=0, stall=0.0)
+    without = run_core_amaranth(plain, cfg, seed=0, stall=0.0)
+    print(f"sparse={sparse} seed=300: {with_resprop.cycles} cycles with resprop, {without.cycles} without")
+    assert with_resprop.cycles == without.cycles
+    assert abs(_compare(program, cfg, f"resprop sparse={sparse} seed=300")) <= TOLERANCE
