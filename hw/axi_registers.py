@@ -33,6 +33,7 @@ __all__ = [
     "RESPROP_COLS",
     "RESPROP_CTRL",
     "RESPROP_CTRL_DENSE",
+    "RESPROP_EXP_NEXT",
     "RESPROP_LOAD",
     "RESPROP_LOAD_GO",
     "RESPROP_NNZ",
@@ -43,7 +44,9 @@ __all__ = [
     "RESPROP_SAMPLE",
     "RESPROP_SAMPLES",
     "RESPROP_SETTINGS",
-    "RESPROP_THRESHOLD",
+    "RESPROP_TARGET",
+    "RESPROP_THR_EXP",
+    "RESPROP_THR_MANT",
     "SCRATCH",
     "SNAPSHOT",
     "SNAPSHOT_TAKE",
@@ -82,17 +85,20 @@ PRUNE_SUM = 0x028   #: RO, sum of |g| over the pruning drains' codes since the l
 TOPK_THRESHOLD = 0x02C  #: RW, SWAT's stored top-K threshold (operand_bits) that the ``topk`` drains compare with
 
 # ---- ReSprop on the result path (hw.drain_resprop; whole-word writes, between programs) ----------
-RESPROP_THRESHOLD = 0x0C0  #: RW, T: a resprop drain keeps D = g - P where |D| > T (operand_bits)
-RESPROP_ROWS = 0x0C4       #: RW, R: output rows per sample (>= 1)
-RESPROP_COLS = 0x0C8       #: RW, C: output columns (>= 1)
-RESPROP_ROW_WORDS = 0x0CC  #: RW, P words per output row: ceil(C / tile_n) * tile_n / lanes
-RESPROP_SAMPLES = 0x0D0    #: RW, N: the batch (the output has N * R rows)
-RESPROP_SAMPLE = 0x0D4     #: RW, j: the sample stored as the next P (>= N: none)
-RESPROP_CTRL = 0x0D8       #: RW, bit 0 DENSE: S = g (a dense iteration)
-RESPROP_LOAD = 0x0DC       #: WO, write bit 0 = 1: begin a pass (take the registers above, swap P if stored, clear NNZ)
-RESPROP_NNZ = 0x0E0        #: RO, nonzero S of the resprop drains since the last RESPROP_LOAD, bits [31:0]
-RESPROP_P_INDEX = 0x0E4    #: RW, element address r * ROW_WORDS * lanes + c of P[r, c]
-RESPROP_P_DATA = 0x0E8     #: RW, the P code at P_INDEX (read sign-extended); each access then steps P_INDEX by 1
+RESPROP_THR_MANT = 0x0C0   #: RW, the threshold's mantissa (operand_bits): threshold = THR_MANT * 2**THR_EXP
+RESPROP_THR_EXP = 0x0C4    #: RW, the threshold's exponent, signed 8 bits (reads sign-extended)
+RESPROP_TARGET = 0x0C8     #: RW, the x2 / /2 controller's nonzero target in hundredths of a percent (14 bits)
+RESPROP_ROWS = 0x0CC       #: RW, R: output rows per sample (>= 1)
+RESPROP_COLS = 0x0D0       #: RW, C: output columns (>= 1)
+RESPROP_ROW_WORDS = 0x0D4  #: RW, P words per output row: ceil(C / tile_n) * tile_n / lanes
+RESPROP_SAMPLES = 0x0D8    #: RW, N: the batch (the output has N * R rows)
+RESPROP_SAMPLE = 0x0DC     #: RW, j: the sample stored as the next P (>= N: none)
+RESPROP_CTRL = 0x0E0       #: RW, bit 0 DENSE: S = g (a dense iteration)
+RESPROP_LOAD = 0x0E4       #: WO, write bit 0 = 1: begin a pass (take the registers above, swap P if stored, clear NNZ)
+RESPROP_NNZ = 0x0E8        #: RO, nonzero S of the resprop drains since the last RESPROP_LOAD, bits [31:0]
+RESPROP_EXP_NEXT = 0x0EC   #: RO, the exponent after this pass's x2 / /2 step (sign-extended): the next THR_EXP
+RESPROP_P_INDEX = 0x0F0    #: RW, element address r * ROW_WORDS * lanes + c of P[r, c]
+RESPROP_P_DATA = 0x0F4     #: RW, the P code at P_INDEX (read sign-extended); each access then steps P_INDEX by 1
 
 #: ASCII "STAG".
 ID_VALUE = 0x5354_4147
@@ -114,8 +120,9 @@ RESPROP_LOAD_GO = 1 << 0
 #: The ReSprop pass settings: core input ``resprop_<name>`` (``sim.core_program.resprop_inputs``
 #: names) <- the register at this offset. ``dense`` is RESPROP_CTRL's bit 0.
 RESPROP_SETTINGS: dict[str, int] = {
-    "threshold": RESPROP_THRESHOLD, "rows": RESPROP_ROWS, "cols": RESPROP_COLS, "row_words": RESPROP_ROW_WORDS,
-    "samples": RESPROP_SAMPLES, "sample": RESPROP_SAMPLE, "dense": RESPROP_CTRL,
+    "mant": RESPROP_THR_MANT, "exp": RESPROP_THR_EXP, "target": RESPROP_TARGET, "rows": RESPROP_ROWS,
+    "cols": RESPROP_COLS, "row_words": RESPROP_ROW_WORDS, "samples": RESPROP_SAMPLES, "sample": RESPROP_SAMPLE,
+    "dense": RESPROP_CTRL,
 }
 
 # ---- configuration readback (RO constants) ------------------------------------------------------
@@ -173,9 +180,10 @@ def config_offset(field: str) -> int:
 
 #: Control and status registers (every address below CONFIG_BASE that is mapped).
 MAPPED: tuple[int, ...] = (ID, VERSION, CTRL, STATUS, SNAPSHOT, SCRATCH, CMD_COUNT, TILE_COUNT, PRUNE_TAU, PRUNE_SEED,
-                           PRUNE_SUM, TOPK_THRESHOLD, RESPROP_THRESHOLD, RESPROP_ROWS, RESPROP_COLS,
-                           RESPROP_ROW_WORDS, RESPROP_SAMPLES, RESPROP_SAMPLE, RESPROP_CTRL, RESPROP_LOAD,
-                           RESPROP_NNZ, RESPROP_P_INDEX, RESPROP_P_DATA)
+                           PRUNE_SUM, TOPK_THRESHOLD, RESPROP_THR_MANT, RESPROP_THR_EXP, RESPROP_TARGET,
+                           RESPROP_ROWS, RESPROP_COLS, RESPROP_ROW_WORDS, RESPROP_SAMPLES, RESPROP_SAMPLE,
+                           RESPROP_CTRL, RESPROP_LOAD, RESPROP_NNZ, RESPROP_EXP_NEXT, RESPROP_P_INDEX,
+                           RESPROP_P_DATA)
 
 
 def mapped_offsets(lanes: int) -> tuple[int, ...]:

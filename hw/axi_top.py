@@ -300,7 +300,9 @@ class AxiTop(wiring.Component):
                     m.d.sync += rdata.eq(topk_threshold)
                 for name, offset in regs.RESPROP_SETTINGS.items():
                     with m.Case(offset >> 2):
-                        m.d.sync += rdata.eq(resprop[name])
+                        m.d.sync += rdata.eq(resprop[name])    # THR_EXP is signed: sign-extended
+                with m.Case(regs.RESPROP_EXP_NEXT >> 2):
+                    m.d.sync += rdata.eq(core.resprop_exp_next)
                 with m.Case(regs.RESPROP_LOAD >> 2):
                     pass                # write-only: reads 0
                 with m.Case(regs.RESPROP_NNZ >> 2):

@@ -33,6 +33,8 @@ from hw.drain_resprop import DrainReSprop
 from hw.layouts import OP_GEMM, core_command_layout_for
 from hw.operand_loader import BUFFER_SETS, OperandLoader, descriptor_layout
 from hw.requantize import Requantizer
+from hw.resprop import EXP_BITS as RESPROP_EXP_BITS
+from hw.resprop import TARGET_BITS as RESPROP_TARGET_BITS
 from hw.sparse_lane import SparseLane
 
 __all__ = ["SparseCore", "core_signature", "counters_layout"]
@@ -78,7 +80,9 @@ def core_signature(config: StagConfig) -> wiring.Signature:
         "prune_sum": Out(config.prune_sum_bits),
         "topk_threshold": In(config.operand_bits),
         "resprop_load": In(1),
-        "resprop_threshold": In(config.operand_bits),
+        "resprop_mant": In(config.operand_bits),
+        "resprop_exp": In(signed(RESPROP_EXP_BITS)),
+        "resprop_target": In(RESPROP_TARGET_BITS),
         "resprop_rows": In(range(config.resprop_words + 1)),
         "resprop_cols": In(range(config.resprop_max_elems + 1)),
         "resprop_row_words": In(range(config.resprop_words + 1)),
@@ -86,6 +90,7 @@ def core_signature(config: StagConfig) -> wiring.Signature:
         "resprop_sample": In(config.resprop_sample_bits),
         "resprop_dense": In(1),
         "resprop_nnz": Out(config.resprop_nnz_bits),
+        "resprop_exp_next": Out(signed(RESPROP_EXP_BITS)),
         "resprop_p_addr": In(max(1, (config.resprop_max_elems - 1).bit_length())),
         "resprop_p_wdata": In(config.operand_bits),
         "resprop_p_we": In(1),
@@ -124,15 +129,17 @@ class SparseCore(wiring.Component):
     topk_threshold : In(operand_bits)
         SWAT's stored top-K threshold (a magnitude) for ``topk`` drains. It is registered, so it
         must be set one cycle before such a drain's command is sent and held while it runs.
-    resprop_load : In(1), resprop_threshold, resprop_rows, resprop_cols, resprop_row_words,
-    resprop_samples, resprop_sample, resprop_dense : In
+    resprop_load : In(1), resprop_mant, resprop_exp, resprop_target, resprop_rows, resprop_cols,
+    resprop_row_words, resprop_samples, resprop_sample, resprop_dense : In
         ReSprop's result path (``hw.drain_resprop``): ``resprop_load`` begins a pass. It takes the
-        threshold T, R (output rows per sample), C (output columns), the P words per output row
-        (``ceil(C / tile_n) * tile_n / lanes``), N, the sample j to store and the dense flag; it
-        swaps the P banks if the last pass stored and clears ``resprop_nnz``. Only while no drain
-        runs. ``resprop`` drains then emit ``S`` (``ref.contract.Drain(resprop=True)``).
-    resprop_nnz : Out(resprop_nnz_bits)
-        Nonzero S since the last load; final when ``idle`` is high.
+        threshold ``mant * 2**exp``, the controller's target (hundredths of a percent), R (output
+        rows per sample), C (output columns), the P words per output row (``ceil(C / tile_n) *
+        tile_n / lanes``), N, the sample j to store and the dense flag; it swaps the P banks if the
+        last pass stored and clears the counts. Only while no drain runs. ``resprop`` drains then
+        emit ``S`` (``ref.contract.Drain(resprop=True)``).
+    resprop_nnz : Out(resprop_nnz_bits), resprop_exp_next : Out(signed(8))
+        Nonzero S since the last load, and the exponent after the x2 / /2 step for them (the
+        next pass's ``resprop_exp``); final when ``idle`` is high.
     resprop_p_addr, resprop_p_wdata, resprop_p_we : In; resprop_p_rdata : Out(operand_bits)
         The P read bank, one code at a time (element ``r * row_words * lanes + c``): a write with
         ``resprop_p_we``; ``resprop_p_rdata`` shows the element a cycle after the address. Only while
@@ -332,7 +339,7 @@ class SparseCore(wiring.Component):
         m.submodules.resprop = resprop = DrainReSprop(
             lanes=lanes, tile_n=tn, operand_bits=cfg.operand_bits, acc_bits=cfg.acc_bits,
             words=cfg.resprop_words, sample_bits=cfg.resprop_sample_bits, nnz_bits=cfg.resprop_nnz_bits)
-        for name in ("threshold", "rows", "cols", "row_words", "samples", "sample", "dense"):
+        for name in ("mant", "exp", "target", "rows", "cols", "row_words", "samples", "sample", "dense"):
             m.d.comb += getattr(resprop, f"i_{name}").eq(getattr(self, f"resprop_{name}"))
         m.d.comb += [
             resprop.load.eq(self.resprop_load),
@@ -346,6 +353,7 @@ class SparseCore(wiring.Component):
             resprop.issue.eq(issuing & advance),
             resprop.emit.eq((state == DRAIN) & advance & quant_valid & cmd.resprop),
             self.resprop_nnz.eq(resprop.o_nnz),
+            self.resprop_exp_next.eq(resprop.o_exp_next),
             resprop.p_addr.eq(self.resprop_p_addr),
             resprop.p_wdata.eq(self.resprop_p_wdata),
             resprop.p_we.eq(self.resprop_p_we),

@@ -17,7 +17,8 @@ is issued this cycle): the P word is read with the accumulator banks, carried do
 registers beside the value (read register, the requantizer's two) and meets the code in the cycle
 the requantizer shows it; ``o_values`` / ``o_mask`` are combinational from there into the core's
 output register, so a resprop drain takes the same cycles as any drain. ``emit`` (the beat enters
-the output register) writes the stored codes and counts the nonzeros.
+the output register) writes the stored codes and counts the nonzeros; the counts and the
+controller's next exponent (``o_exp_next``, ReSprop's x2 / /2 step) settle one cycle later.
 
 Host port: ``p_addr`` is an element address ``r * row_words * lanes + c`` in the read bank;
 ``p_we`` writes ``p_wdata`` there; ``p_rdata`` shows the element one cycle after ``p_addr`` is set.
@@ -32,12 +33,13 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.bits import popcount
+from hw.resprop import EXP_BITS, PERCENT_SCALE, TARGET_BITS, adapt_exponent_logic, effective_threshold_logic
 
 __all__ = ["DrainReSprop"]
 
 
 class DrainReSprop(wiring.Component):
-    """The result path's ReSprop difference, P storage and nonzero count.
+    """The result path's ReSprop difference, P storage, nonzero count and threshold controller.
 
     Parameters
     ----------
@@ -52,9 +54,11 @@ class DrainReSprop(wiring.Component):
     Members
     -------
     load : In(1)
-        Begin a pass: take ``i_threshold`` (T), ``i_rows`` (R >= 1, output rows per sample),
+        Begin a pass: take the threshold ``i_mant * 2**i_exp`` (its floor T, clamped to
+        ``2**operand_bits - 1``, is what the pass compares with), ``i_target`` (the controller's
+        target in hundredths of a percent), ``i_rows`` (R >= 1, output rows per sample),
         ``i_cols`` (C >= 1), ``i_row_words``, ``i_samples`` (N), ``i_sample`` (j; >= N stores
-        none) and ``i_dense``; swap the banks if the last pass stored; clear ``o_nnz``.
+        none) and ``i_dense``; swap the banks if the last pass stored; clear the counts.
     start : In(1), i_word, i_row, i_col : In(word_bits), i_sample0 : In(sample_bits)
         A drain starts (its command's ``rs_*`` fields): its first element is P word ``i_word``,
         row ``i_row`` of sample ``i_sample0``, column tile ``i_col``.
@@ -65,6 +69,10 @@ class DrainReSprop(wiring.Component):
     o_values : Out(ArrayLayout(signed(acc_bits), lanes)) ``S``, sign-extended
     o_mask : Out(lanes)                                   ``S != 0`` (0 on tile padding)
     o_nnz : Out(nnz_bits)   nonzero S since ``load``; final one cycle after the last beat left
+    o_exp_next : Out(signed(EXP_BITS))
+        The exponent after ReSprop's x2 / /2 step for the counts so far (``i_exp`` on a dense
+        pass): ``-1`` if ``10000 * nnz < target * n``, ``+1`` if ``>``, saturating (``n``: the
+        pass's elements, tile padding excluded); final with ``o_nnz``
     p_addr, p_wdata, p_we, p_rdata : the host port (module docstring)
     """
 
@@ -78,7 +86,9 @@ class DrainReSprop(wiring.Component):
         elem_bits = max(1, (words * lanes - 1).bit_length())
         super().__init__({
             "load": In(1),
-            "i_threshold": In(operand_bits),
+            "i_mant": In(operand_bits),
+            "i_exp": In(signed(EXP_BITS)),
+            "i_target": In(TARGET_BITS),
             "i_rows": In(range(words + 1)),
             "i_cols": In(range(words * lanes + 1)),
             "i_row_words": In(range(words + 1)),
@@ -98,6 +108,7 @@ class DrainReSprop(wiring.Component):
             "o_values": Out(data.ArrayLayout(signed(acc_bits), lanes)),
             "o_mask": Out(lanes),
             "o_nnz": Out(nnz_bits),
+            "o_exp_next": Out(signed(EXP_BITS)),
             "p_addr": In(elem_bits),
             "p_wdata": In(operand_bits),
             "p_we": In(1),
@@ -113,6 +124,8 @@ class DrainReSprop(wiring.Component):
 
         # ---- pass settings (taken at load) ------------------------------------------------------
         thr = Signal(ob)
+        exp = Signal(signed(EXP_BITS))
+        target = Signal(TARGET_BITS)
         rows_m1 = Signal(range(words))
         cols = Signal.like(self.i_cols)
         row_words = Signal.like(self.i_row_words)
@@ -122,7 +135,8 @@ class DrainReSprop(wiring.Component):
         read_bank = Signal()
         stored = Signal()       # the running pass wrote a sample: swap at the next load
         with m.If(self.load):
-            m.d.sync += [thr.eq(self.i_threshold), rows_m1.eq(self.i_rows - 1), cols.eq(self.i_cols),
+            m.d.sync += [thr.eq(effective_threshold_logic(m, self.i_mant, self.i_exp, ob)), exp.eq(self.i_exp),
+                         target.eq(self.i_target), rows_m1.eq(self.i_rows - 1), cols.eq(self.i_cols),
                          row_words.eq(self.i_row_words), samples.eq(self.i_samples),
                          sample.eq(self.i_sample), dense.eq(self.i_dense), stored.eq(0),
                          read_bank.eq(read_bank ^ stored)]
@@ -213,11 +227,21 @@ class DrainReSprop(wiring.Component):
             m.d.comb += [wr.addr.eq(Cat(host_word, read_bank)), wr.data.eq(Cat(*[self.p_wdata] * lanes)),
                          wr.en.eq(Const(1, lanes) << (self.p_addr[:lane_bits] if lane_bits else 0))]
 
-        # ---- nonzero count: the emitted mask bits, added a cycle later (off the result path) -----
+        # ---- counts: the emitted mask bits, added a cycle later (off the result path) -------------
+        # The controller's decision is the sign of 10000 * nnz - target * n, summed per beat as
+        # 10000 * (nonzeros) - target * (elements of the output): the multiplier is only
+        # target x (0..lanes), between two registers.
         counted = Signal(lanes)
-        m.d.sync += counted.eq(Mux(self.emit, self.o_mask, 0))
+        counted_target = Signal(TARGET_BITS + lanes.bit_length())
+        m.d.sync += [counted.eq(Mux(self.emit, self.o_mask, 0)),
+                     counted_target.eq(target * Mux(self.emit & meta_quant.row_ok, meta_quant.lanes_ok, 0))]
+        diff_mag = ((1 << TARGET_BITS) - 1) * words * lanes * (1 << len(self.i_samples))
+        diff = Signal(signed(diff_mag.bit_length() + 1))
         with m.If(self.load):
-            m.d.sync += self.o_nnz.eq(0)
+            m.d.sync += [self.o_nnz.eq(0), diff.eq(0)]
         with m.Else():
-            m.d.sync += self.o_nnz.eq(self.o_nnz + popcount(counted, lanes))
+            nonzeros = popcount(counted, lanes)
+            m.d.sync += [self.o_nnz.eq(self.o_nnz + nonzeros),
+                         diff.eq(diff + nonzeros * PERCENT_SCALE - counted_target)]
+        m.d.comb += self.o_exp_next.eq(adapt_exponent_logic(exp, diff, dense))
         return m

@@ -15,13 +15,13 @@ between layers reloads the threshold with ``load_thr`` (``o_done.thr_exp`` is th
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["EXP_BITS", "PERCENT_SCALE", "TARGET_BITS", "ReSpropUnit", "resprop_command_layout",
-           "resprop_done_layout"]
+__all__ = ["EXP_BITS", "PERCENT_SCALE", "TARGET_BITS", "ReSpropUnit", "adapt_exponent_logic",
+           "effective_threshold_logic", "resprop_command_layout", "resprop_done_layout"]
 
 #: Width of the signed threshold exponent; it saturates at -128 and 127 (``ref.resprop_codes``).
 EXP_BITS = 8
@@ -77,6 +77,37 @@ def resprop_done_layout(operand_bits: int, max_elems: int, max_batch: int) -> da
         "thr_used": unsigned(operand_bits),
         "thr_exp": signed(EXP_BITS),
     })
+
+
+def effective_threshold_logic(m: Module, mant: Value, exp: Value, bits: int) -> Signal:
+    """``T = min(floor(mant * 2**exp), 2**bits - 1)`` (``ref.resprop_codes.effective_threshold``),
+    combinational, for an unsigned ``bits``-bit ``mant`` and a signed ``EXP_BITS``-bit ``exp``.
+
+    Left shifts of ``bits`` or more saturate any nonzero mantissa; right shifts of ``bits`` or
+    more leave 0, so both shifters are only ``bits`` positions deep.
+    """
+    sat = (1 << bits) - 1
+    left = Signal(range(bits + 1))
+    right = Signal(range(bits + 1))
+    shifted_left = Signal(2 * bits)
+    thr = Signal(bits)
+    m.d.comb += [
+        left.eq(Mux(exp >= bits, bits, Mux(exp >= 0, exp, 0))),
+        right.eq(Mux(exp <= -bits, bits, Mux(exp < 0, -exp, 0))),
+        shifted_left.eq(mant << left),
+        thr.eq(Mux(exp >= 0, Mux(shifted_left > sat, sat, shifted_left), mant >> right)),
+    ]
+    return thr
+
+
+def adapt_exponent_logic(exp: Value, diff: Value, dense: Value) -> Value:
+    """ReSprop's x2 / /2 step (``ref.resprop_codes.adapt_exponent``) as an expression: ``exp - 1``
+    if ``diff < 0``, ``exp + 1`` if ``diff > 0``, saturating at the ``EXP_BITS`` range; ``exp``
+    unchanged on a dense pass or at ``diff == 0``. ``diff`` is the sign-carrying sum
+    ``10000 * nnz - target * n``."""
+    exp_min, exp_max = -(1 << (EXP_BITS - 1)), (1 << (EXP_BITS - 1)) - 1
+    return Mux(dense | (diff == 0), exp,
+               Mux(diff < 0, Mux(exp == exp_min, exp, exp - 1), Mux(exp == exp_max, exp, exp + 1)))
 
 
 class ReSpropUnit(wiring.Component):
@@ -156,7 +187,6 @@ class ReSpropUnit(wiring.Component):
         addr_bits = (self._max_elems - 1).bit_length()
         cmd_layout = resprop_command_layout(bits, self._max_elems, self._max_batch)
         max_count = _max_count(self._max_elems, self._max_batch)
-        exp_min, exp_max = -(1 << (EXP_BITS - 1)), (1 << (EXP_BITS - 1)) - 1
 
         m.submodules.p_mem = p_mem = Memory(shape=signed(bits), depth=2 * self._max_elems, init=[])
         rd = p_mem.read_port()
@@ -178,19 +208,7 @@ class ReSpropUnit(wiring.Component):
         diff_mag = ((1 << TARGET_BITS) - 1) * max_count
         diff = Signal(signed(diff_mag.bit_length() + 1))
 
-        # T = min(floor(mant * 2**exp), 2**bits - 1). Left shifts of `bits` or more saturate any
-        # nonzero mantissa; right shifts of `bits` or more leave 0.
-        sat = (1 << bits) - 1
-        left = Signal(range(bits + 1))
-        right = Signal(range(bits + 1))
-        shifted_left = Signal(2 * bits)
-        thr_next = Signal(bits)
-        m.d.comb += [
-            left.eq(Mux(exp >= bits, bits, Mux(exp >= 0, exp, 0))),
-            right.eq(Mux(exp <= -bits, bits, Mux(exp < 0, -exp, 0))),
-            shifted_left.eq(mant << left),
-        ]
-        m.d.comb += thr_next.eq(Mux(exp >= 0, Mux(shifted_left > sat, sat, shifted_left), mant >> right))
+        thr_next = effective_threshold_logic(m, mant, exp, bits)
 
         # Stage 1 -> output register: S and the counts.
         d = Signal(signed(bits + 1))
@@ -238,8 +256,7 @@ class ReSpropUnit(wiring.Component):
 
         exp_next = Signal(signed(EXP_BITS))
         m.d.comb += [
-            exp_next.eq(Mux(cmd.dense | (diff == 0), exp,
-                            Mux(diff < 0, Mux(exp == exp_min, exp, exp - 1), Mux(exp == exp_max, exp, exp + 1)))),
+            exp_next.eq(adapt_exponent_logic(exp, diff, cmd.dense)),
             self.o_done.payload.nnz.eq(nnz),
             self.o_done.payload.thr_used.eq(thr),
             self.o_done.payload.thr_exp.eq(exp_next),

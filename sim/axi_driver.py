@@ -69,8 +69,9 @@ class AxiRun:
     ``counters``: the performance counters (snapshot taken after the core went idle), by name,
     with ``lane_busy`` as a list. ``cycles``: simulated cycles from the first beat offered to the
     core being idle; ``seconds``: wall-clock time of the same span. ``prune_sum``: PRUNE_SUM after
-    a program that loaded the pruner. ``resprop_nnz`` / ``resprop_p``: RESPROP_NNZ after a ReSprop
-    pass, and the P it stored, read back through RESPROP_P_DATA after the next RESPROP_LOAD.
+    a program that loaded the pruner. ``resprop_nnz`` / ``resprop_exp_next`` / ``resprop_p``:
+    RESPROP_NNZ and RESPROP_EXP_NEXT after a ReSprop pass, and the P it stored, read back through
+    RESPROP_P_DATA after the next RESPROP_LOAD.
     """
 
     frames: list[list[int]]
@@ -83,6 +84,7 @@ class AxiRun:
     prune_sum: int | None = None
     tile_start_cycles: list[int] = field(default_factory=list)
     resprop_nnz: int | None = None
+    resprop_exp_next: int | None = None
     resprop_p: list[int] | None = None
 
     @property
@@ -230,7 +232,7 @@ class AxiAccelerator:
         """Begin a ReSprop pass: the RESPROP_* settings (``sim.core_program.resprop_inputs``), then
         RESPROP_LOAD (swaps in the P the last pass stored, clears RESPROP_NNZ). Core idle only."""
         for name, offset in regs.RESPROP_SETTINGS.items():
-            await self.write_reg(offset, settings[name])
+            await self.write_reg(offset, settings[name] & 0xFFFF_FFFF)   # THR_EXP may be negative
         await self.write_reg(regs.RESPROP_LOAD, regs.RESPROP_LOAD_GO)
 
     async def write_resprop_p(self, addrs: Sequence[int], codes: Sequence[int]) -> None:
@@ -294,13 +296,16 @@ class AxiAccelerator:
         cycles, seconds = self.cycle() - start_cycle, time.perf_counter() - started
         counters = await self.counters()
         prune_sum = None if prune is None else await self.read_reg(regs.PRUNE_SUM)
-        resprop_nnz = resprop_p = None
+        resprop_nnz = resprop_exp = resprop_p = None
         if resprop is not None:
             resprop_nnz = await self.read_reg(regs.RESPROP_NNZ)
+            word = await self.read_reg(regs.RESPROP_EXP_NEXT)
+            resprop_exp = word - (1 << 32) if word >> 31 else word
             await self.write_reg(regs.RESPROP_LOAD, regs.RESPROP_LOAD_GO)
             resprop_p = await self.read_resprop_p(resprop[1])
         return AxiRun(frames=frames, tile_end_cycles=ends, counters=counters, cycles=cycles, seconds=seconds,
-                      tile_start_cycles=starts, prune_sum=prune_sum, resprop_nnz=resprop_nnz, resprop_p=resprop_p)
+                      tile_start_cycles=starts, prune_sum=prune_sum, resprop_nnz=resprop_nnz,
+                      resprop_exp_next=resprop_exp, resprop_p=resprop_p)
 
     async def run_program(self, program: Any) -> AxiRun:
         """Run a ``ref.contract.Program``; ``AxiRun.tiles`` holds the drained ``[tile_m, tile_n]`` tiles and

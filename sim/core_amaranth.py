@@ -25,7 +25,7 @@ from sim.core_program import (
     resprop_p_addresses,
 )
 
-__all__ = ["CoreRun", "run_core_amaranth"]
+__all__ = ["CoreRun", "run_core_amaranth", "run_core_passes"]
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,9 @@ class CoreRun:
     """What the core produced: drained tiles in order, cycles from the first command to the last
     result beat (inclusive), the counter values at the end, each drained tile's ReLU mask bits and
     the raw ``o_data`` beats of each drain; ``prune_sum`` the pruner's sum (programs that prune);
-    ``resprop_nnz`` and ``resprop_p`` the ReSprop nonzero count and the P the next pass reads, read
-    back through the core's P port (programs with a ReSpropSetting)."""
+    ``resprop_nnz``, ``resprop_exp_next`` and ``resprop_p`` the ReSprop nonzero count, the exponent
+    after the controller's step and the P the next pass reads, read back through the core's P port
+    (programs with a ReSpropSetting)."""
 
     tiles: list[torch.Tensor]
     cycles: int
@@ -43,6 +44,7 @@ class CoreRun:
     beats: list[list[int]]
     prune_sum: int | None = None
     resprop_nnz: int | None = None
+    resprop_exp_next: int | None = None
     resprop_p: torch.Tensor | None = None
 
 
@@ -139,6 +141,7 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
         result["prune_sum"] = ctx.get(dut.prune_sum) if setting is not None else None
         if rs is not None:
             result["resprop_nnz"] = ctx.get(dut.resprop_nnz)
+            result["resprop_exp_next"] = ctx.get(dut.resprop_exp_next)
             ctx.set(dut.resprop_load, 1)
             await ctx.tick()
             ctx.set(dut.resprop_load, 0)
@@ -162,4 +165,90 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
     return CoreRun(tiles=tiles, cycles=int(result.get("last", -1)) + 1, counters=result["counters"], masks=masks,
                    beats=[out_beats[i * enc.drain_beats:(i + 1) * enc.drain_beats] for i in range(enc.drains)],
                    prune_sum=result["prune_sum"], resprop_nnz=result.get("resprop_nnz"),
+                   resprop_exp_next=result.get("resprop_exp_next"),
                    resprop_p=result.get("resprop_p"))
+
+
+def run_core_passes(programs: list[Program], config: StagConfig, *, write_p: list[bool], seed: int = 0,
+                    stall: float = 0.0, max_cycles: int = 2_000_000) -> list[CoreRun]:
+    """Run ReSprop passes back to back on one core, keeping its P memory between them.
+
+    Each program needs a ReSpropSetting. Before a program: ``resprop_load`` (which swaps in the P
+    the previous pass stored), then, where ``write_p[i]``, the setting's P through the P port;
+    where not, the pass reads what the core holds (the setting's P must then be what ref says the
+    core holds). After it come the result tiles, ``resprop_nnz`` and ``resprop_exp_next``; the P the
+    next load would see
+    is are not read here (that would swap); ``CoreRun.resprop_p`` is None. One
+    process drives all three streams cycle by cycle, with ``stall`` as in :func:`run_core_amaranth`;
+    ``cycles`` counts from the first command offered to the last result beat of that program.
+    """
+    if len(write_p) != len(programs):
+        raise ValueError(f"write_p has {len(write_p)} entries for {len(programs)} programs")
+    encoded = [encode_program(p, config) for p in programs]
+    for i, p in enumerate(programs):
+        if p.resprop is None:
+            raise ValueError(f"programs[{i}] has no ReSpropSetting")
+        if p.prune is not None:
+            raise ValueError(f"programs[{i}] prunes; run_core_passes runs ReSprop passes only")
+    dut = SparseCore(config)
+    rng = random.Random(seed)
+    runs: list[CoreRun] = []
+
+    async def bench(ctx):
+        for program, enc, write in zip(programs, encoded, write_p, strict=True):
+            rs = program.resprop
+            for name, value in resprop_inputs(program, config).items():
+                ctx.set(getattr(dut, f"resprop_{name}"), value)
+            ctx.set(dut.topk_threshold, program.topk_threshold or 0)
+            ctx.set(dut.resprop_load, 1)
+            await ctx.tick()
+            ctx.set(dut.resprop_load, 0)
+            if write:
+                ctx.set(dut.resprop_p_we, 1)
+                for addr, v in zip(resprop_p_addresses(rs.rows_per_sample, rs.cols, config), rs.p.flatten().tolist(),
+                                   strict=True):
+                    ctx.set(dut.resprop_p_addr, addr)
+                    ctx.set(dut.resprop_p_wdata, v & ((1 << config.operand_bits) - 1))
+                    await ctx.tick()
+                ctx.set(dut.resprop_p_we, 0)
+            await ctx.tick()
+            beats: list[int] = []
+            expected = enc.drains * enc.drain_beats
+            ci = di = cycle = 0
+            last = -1
+            while len(beats) < expected or ci < len(enc.commands) or not ctx.get(dut.idle):
+                cmd_valid = ci < len(enc.commands) and not (stall and rng.random() < stall)
+                data_valid = di < len(enc.data) and not (stall and rng.random() < stall)
+                ready = not (stall and rng.random() < stall)
+                ctx.set(dut.i_cmd.valid, cmd_valid)
+                if cmd_valid:
+                    ctx.set(Value.cast(dut.i_cmd.payload), enc.commands[ci])
+                ctx.set(dut.i_data.valid, data_valid)
+                if data_valid:
+                    ctx.set(Value.cast(dut.i_data.payload), enc.data[di])
+                ctx.set(dut.o_data.ready, ready)
+                cmd_taken = cmd_valid and ctx.get(dut.i_cmd.ready)
+                data_taken = data_valid and ctx.get(dut.i_data.ready)
+                if ready and ctx.get(dut.o_data.valid):
+                    beats.append(ctx.get(Value.cast(dut.o_data.payload)))
+                    last = cycle
+                await ctx.tick()
+                ci += cmd_taken
+                di += data_taken
+                cycle += 1
+                if cycle > max_cycles:
+                    raise RuntimeError(f"pass {len(runs)} did not finish within {max_cycles} cycles")
+            ctx.set(dut.i_cmd.valid, 0)
+            ctx.set(dut.i_data.valid, 0)
+            per = enc.drain_beats
+            drains = [beats[i * per:(i + 1) * per] for i in range(enc.drains)]
+            runs.append(CoreRun(tiles=[decode_drain(b, config) for b in drains], cycles=last + 1, counters={},
+                                masks=[decode_drain_mask(b, config) for b in drains], beats=drains,
+                                resprop_nnz=ctx.get(dut.resprop_nnz),
+                                resprop_exp_next=ctx.get(dut.resprop_exp_next)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return runs

@@ -103,8 +103,8 @@ def _resprop_for_config(program: Program, config: StagConfig) -> None:
     if setting.n_samples > config.resprop_max_batch:
         raise ProgramMismatch(f"program resprop n_samples = {setting.n_samples}, but the core takes at most "
                               f"resprop_max_batch = {config.resprop_max_batch}")
-    if setting.threshold >= 1 << config.operand_bits:
-        raise ProgramMismatch(f"program resprop threshold = {setting.threshold}, but the core's threshold has "
+    if setting.mant >= 1 << config.operand_bits:
+        raise ProgramMismatch(f"program resprop mant = {setting.mant}, but the core's threshold mantissa has "
                               f"{config.operand_bits} bits (0..{(1 << config.operand_bits) - 1})")
     limit = 1 << (config.operand_bits - 1)
     if int(setting.p.min()) < -limit or int(setting.p.max()) > limit - 1:
@@ -119,7 +119,8 @@ def resprop_inputs(program: Program, config: StagConfig) -> dict[str, int]:
     setting = program.resprop
     if setting is None:
         raise ValueError("the program has no ReSpropSetting")
-    return {"threshold": setting.threshold, "rows": setting.rows_per_sample, "cols": setting.cols,
+    return {"mant": setting.mant, "exp": setting.exp, "target": setting.target_cp,
+            "rows": setting.rows_per_sample, "cols": setting.cols,
             "row_words": resprop_row_words(setting.cols, config), "samples": setting.n_samples,
             "sample": min(setting.sample, setting.n_samples), "dense": int(setting.dense)}
 

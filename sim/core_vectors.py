@@ -5,7 +5,7 @@ them here as plain integers; the testbench (``sim.tb_core``) only streams intege
 integers out, so the simulator process never imports torch. The file is JSON:
 ``{"cases": [{"name", "commands", "data", "expected", "drain_beats", "effectual_macs",
 "dense_macs", "idle", "stall", "prune_tau", "prune_seed", "prune_sum", "topk_threshold", "resprop",
-"resprop_p_addrs", "resprop_p", "resprop_nnz", "resprop_p_next"}, ...]}``
+"resprop_p_addrs", "resprop_p", "resprop_nnz", "resprop_exp_after", "resprop_p_next"}, ...]}``
 where ``expected``
 holds the ``o_data`` beats ``ref`` predicts (every drained value, packed as the core packs them).
 """
@@ -45,6 +45,7 @@ class VectorCase:
     resprop_p_addrs: list[int] | None = None  # P element addresses, row-major over P [R, C]
     resprop_p: list[int] | None = None      # the P codes written there before the program
     resprop_nnz: int | None = None          # ref's nonzero count of S
+    resprop_exp_after: int | None = None    # ref's threshold exponent after the x2 / /2 step
     resprop_p_next: list[int] | None = None  # ref's next P, read back after the next load
 
 
@@ -93,6 +94,7 @@ def _resprop_fields(program: Program, result: ProgramResult, config: StagConfig)
     return {"resprop": resprop_inputs(program, config),
             "resprop_p_addrs": resprop_p_addresses(rs.rows_per_sample, rs.cols, config),
             "resprop_p": [int(v) for v in rs.p.flatten().tolist()], "resprop_nnz": result.resprop_nnz,
+            "resprop_exp_after": result.resprop_exp_after,
             "resprop_p_next": [int(v) for v in result.resprop_p.flatten().tolist()]}
 
 

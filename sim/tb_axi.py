@@ -113,8 +113,11 @@ async def test_registers(dut):
     await acc.write_reg(regs.RESPROP_CTRL, 0xFFFF_FFFF)
     assert await acc.read_reg(regs.RESPROP_ROWS) == 3
     assert await acc.read_reg(regs.RESPROP_CTRL) == regs.RESPROP_CTRL_DENSE
-    await acc.write_reg(regs.RESPROP_THRESHOLD, 0xFFFF_FFFF)
-    assert await acc.read_reg(regs.RESPROP_THRESHOLD) == (1 << config.operand_bits) - 1
+    await acc.write_reg(regs.RESPROP_THR_MANT, 0xFFFF_FFFF)
+    assert await acc.read_reg(regs.RESPROP_THR_MANT) == (1 << config.operand_bits) - 1
+    await acc.write_reg(regs.RESPROP_THR_EXP, 0xFFFF_FFF9)                    # -7
+    assert await acc.read_reg(regs.RESPROP_THR_EXP) == 0xFFFF_FFF9
+    assert await acc.read_reg(regs.RESPROP_EXP_NEXT) == 0   # no load yet
     qmin, qmax = -(1 << (config.operand_bits - 1)), (1 << (config.operand_bits - 1)) - 1
     codes = [qmin, qmax, -1, 1, 0]
     addrs = [2 * config.lanes + 1 + i for i in range(len(codes))]    # across a word boundary
@@ -123,9 +126,9 @@ async def test_registers(dut):
     assert await acc.read_resprop_p(addrs) == codes
     assert await acc.read_reg(regs.RESPROP_P_INDEX) == addrs[-1] + 1
     assert await acc.read_reg(regs.RESPROP_NNZ) == 0 and await acc.read_reg(regs.RESPROP_LOAD) == 0
-    for offset in (regs.RESPROP_ROWS, regs.RESPROP_CTRL, regs.RESPROP_THRESHOLD):
+    for offset in (regs.RESPROP_ROWS, regs.RESPROP_CTRL, regs.RESPROP_THR_MANT, regs.RESPROP_THR_EXP):
         await acc.write_reg(offset, 0)
-    for offset in (0x030, 0x03C, regs.CONFIG_BASE + 4 * len(regs.CONFIG_FIELDS), regs.RESPROP_THRESHOLD - 4,
+    for offset in (0x030, 0x03C, regs.CONFIG_BASE + 4 * len(regs.CONFIG_FIELDS), regs.RESPROP_THR_MANT - 4,
                    regs.RESPROP_P_DATA + 4, last_counter + 4, 0xFFC):
         await _expect_error(acc, offset, write=False)
         await _expect_error(acc, offset, write=True)
@@ -197,6 +200,8 @@ async def test_programs(dut):
         if case.resprop is not None:
             assert run.resprop_nnz == case.resprop_nnz & 0xFFFF_FFFF, (
                 f"{case.name}: RESPROP_NNZ {run.resprop_nnz}, ref {case.resprop_nnz}")
+            assert run.resprop_exp_next == case.resprop_exp_after, (
+                f"{case.name}: RESPROP_EXP_NEXT {run.resprop_exp_next}, ref {case.resprop_exp_after}")
             assert run.resprop_p == case.resprop_p_next, (
                 f"{case.name}: stored P {run.resprop_p}, ref {case.resprop_p_next}")
         ctr = run.counters
@@ -227,6 +232,7 @@ async def test_programs(dut):
         watch.stop()
         write_record(case.name, {"values": got, "tile_end_cycles": run.tile_end_cycles, "counters": ctr,
                                  "prune_sum": run.prune_sum, "resprop_nnz": run.resprop_nnz,
+                                 "resprop_exp_next": run.resprop_exp_next,
                                  "resprop_p": run.resprop_p,
                                  "cycles": run.cycles, "irq_rises": watch.rises})
         cocotb.log.info("%s: %d result beats match ref; %d MACs issued of %d dense", case.name, len(got),

@@ -22,7 +22,7 @@ from sim.env import reset_and_count, test_rng, write_record
 from sim.stream import StreamSink, StreamSource
 
 COUNTERS = ("cycles", "macs_issued", "macs_dense", "input_starved", "output_stalled")
-RESPROP_INPUTS = ("threshold", "rows", "cols", "row_words", "samples", "sample", "dense")
+RESPROP_INPUTS = ("mant", "exp", "target", "rows", "cols", "row_words", "samples", "sample", "dense")
 
 
 def _signed(v: int, bits: int) -> int:
@@ -56,8 +56,9 @@ async def test_programs(dut):
         dut.prune_tau.value = 0
         dut.prune_seed.value = 1
         dut.topk_threshold.value = case.topk_threshold   # registered: set before any command
-        for name in RESPROP_INPUTS:
-            getattr(dut, f"resprop_{name}").value = 0 if case.resprop is None else case.resprop[name]
+        for name in RESPROP_INPUTS:   # as unsigned bits of the port (resprop_exp is signed)
+            port = getattr(dut, f"resprop_{name}")
+            port.value = 0 if case.resprop is None else case.resprop[name] & ((1 << len(port)) - 1)
         dut.resprop_load.value = 0
         dut.resprop_p_we.value = 0
         dut.resprop_p_addr.value = 0
@@ -109,6 +110,8 @@ async def test_programs(dut):
         if case.resprop is not None:
             got_nnz = int(dut.resprop_nnz.value)
             assert got_nnz == case.resprop_nnz, f"{case.name}: resprop_nnz {got_nnz}, ref {case.resprop_nnz}"
+            got_exp = _signed(int(dut.resprop_exp_next.value), len(dut.resprop_exp_next))
+            assert got_exp == case.resprop_exp_after, f"{case.name}: exponent {got_exp}, ref {case.resprop_exp_after}"
             # The next load swaps in the P this pass stored; read it back through the host port.
             await _pulse(dut, dut.resprop_load)
             p_next = []
@@ -119,7 +122,7 @@ async def test_programs(dut):
                 p_next.append(_signed(int(dut.resprop_p_rdata.value), config.operand_bits))
                 await RisingEdge(dut.clk)
             assert p_next == case.resprop_p_next, f"{case.name}: stored P {p_next}, ref {case.resprop_p_next}"
-            resprop_record = {"resprop_nnz": got_nnz, "resprop_p_next": p_next}
+            resprop_record = {"resprop_nnz": got_nnz, "resprop_exp_next": got_exp, "resprop_p_next": p_next}
         issued_want = case.effectual_macs if config.sparse else case.dense_macs
         assert counters["macs_issued"] == issued_want & wrap, (
             f"{case.name}: macs_issued {counters['macs_issued']}, ref {issued_want}")

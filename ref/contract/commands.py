@@ -32,13 +32,16 @@ Semantics (exact, integer; ``ref.contract.evaluate`` is the executable definitio
 - ``Drain(..., resprop=True)`` (requantized drains only; not with ``relu``, ``prune`` or ``topk``):
   ReSprop's sparse difference on the result path (Goli & Aamodt; ``ref.resprop_codes``). The
   program's :class:`ReSpropSetting` gives the stored sample ``P`` ([R, C]: the output-matrix rows
-  of one sample), the batch ``N`` (the output matrix is [N*R, C]), the sample ``j`` to store and the
-  integer threshold ``T``. A drained code ``g`` at output row ``row``, column ``col`` (its Region
-  places it) leaves as ``S = D if |D| > T else 0``, ``D = g - P[row mod R, col]`` (exact, no
-  saturation), or as ``S = g`` when the setting is ``dense``; its mask bit is ``S != 0``. Tile
+  of one sample), the batch ``N`` (the output matrix is [N*R, C]), the sample ``j`` to store, the
+  threshold ``mant * 2**exp`` (``T`` its floor) and the controller's target. A drained code
+  ``g`` at output row ``row``, column ``col`` (its Region places it) leaves as
+  ``S = D if |D| > T else 0``, ``D = g - P[row mod R, col]`` (exact, no saturation), or as
+  ``S = g`` when the setting is ``dense``; its mask bit is ``S != 0``. Tile
   padding outside the Region leaves as 0 with mask 0. ``ProgramResult.resprop_nnz`` counts the
-  nonzero S, and ``ProgramResult.resprop_p`` is the next pass's P: the codes ``g`` of sample ``j``
-  (rows ``j*R ..``), or the setting's P when ``j >= N``. The ``resprop`` drains of a program must
+  nonzero S; ``ProgramResult.resprop_exp_after`` is the exponent after ReSprop's x2 / /2 step
+  (``ref.resprop_codes.adapt_exponent`` with n = N*R*C; kept on a dense pass); and
+  ``ProgramResult.resprop_p`` is the next pass's P: the codes ``g`` of sample ``j`` (rows
+  ``j*R ..``), or the setting's P when ``j >= N``. The ``resprop`` drains of a program must
   drain the whole [N*R, C] output exactly once, each Region the tile clipped to the matrix (what
   ``lower_gemm`` produces): a ReSprop pass is one whole dY tensor.
 """
@@ -51,6 +54,7 @@ from typing import Literal
 import torch
 
 from ref.contract.formats import BitmapTile, decode_bitmap, encode_bitmap
+from ref.resprop_codes import EXP_MAX, EXP_MIN, PERCENT_SCALE
 
 FORMATS: tuple[str, ...] = ("dense", "bitmap")
 ROUNDINGS: tuple[str, ...] = ("half_away", "half_even", "floor")
@@ -222,15 +226,19 @@ class ReSpropSetting:
     ``p``: int64 [R, C], the stored sample P in output-matrix layout (R output rows per sample,
     C output columns; for a conv BWI the rows ``(h, w)`` and columns ``c`` of one sample).
     ``n_samples``: the batch N; the program's output matrix is [N*R, C]. ``sample``: j, whose
-    drained codes become the next P (``j >= N``: none, P is kept). ``threshold``: T >= 0, keep
-    ``|D| > T`` (strict, ReSprop's rule; ``ref.resprop_codes.effective_threshold`` gives T from the
-    float threshold). ``dense``: a dense iteration, ``S = g`` (P is still stored).
+    drained codes become the next P (``j >= N``: none, P is kept). ``mant``, ``exp``: the threshold
+    ``mant * 2**exp`` (``ref.resprop_codes.threshold_code`` of the float one); a difference is kept
+    where ``|D| > T``, ``T = floor(mant * 2**exp)`` (strict, ReSprop's rule). ``target_cp``: the
+    controller's nonzero target in hundredths of a percent (``ref.resprop_codes.target_code``).
+    ``dense``: a dense iteration, ``S = g`` (P is still stored, the exponent is kept).
     """
 
     p: torch.Tensor
     n_samples: int
     sample: int
-    threshold: int
+    mant: int
+    exp: int = 0
+    target_cp: int = 0
     dense: bool = False
 
     def __post_init__(self) -> None:
@@ -242,8 +250,13 @@ class ReSpropSetting:
             raise ValueError(f"n_samples must be an int >= 1, got {self.n_samples!r}")
         if not _is_int(self.sample) or self.sample < 0:
             raise ValueError(f"sample must be an int >= 0 (>= n_samples stores none), got {self.sample!r}")
-        if not _is_int(self.threshold) or self.threshold < 0:
-            raise ValueError(f"threshold must be an int >= 0, got {self.threshold!r}")
+        if not _is_int(self.mant) or self.mant < 0:
+            raise ValueError(f"mant must be an int >= 0, got {self.mant!r}")
+        if not _is_int(self.exp) or not EXP_MIN <= self.exp <= EXP_MAX:
+            raise ValueError(f"exp must be an int in [{EXP_MIN}, {EXP_MAX}], got {self.exp!r}")
+        if not _is_int(self.target_cp) or not 0 <= self.target_cp <= PERCENT_SCALE:
+            raise ValueError(f"target_cp must be an int in [0, {PERCENT_SCALE}] (hundredths of a percent), "
+                             f"got {self.target_cp!r}")
         if not isinstance(self.dense, bool):
             raise ValueError(f"dense must be a bool, got {self.dense!r}")
 
@@ -254,6 +267,11 @@ class ReSpropSetting:
     @property
     def cols(self) -> int:
         return int(self.p.shape[1])
+
+    @property
+    def threshold(self) -> int:
+        """``T = floor(mant * 2**exp)``: the kept differences are those with ``|D| > T``."""
+        return self.mant << self.exp if self.exp >= 0 else self.mant >> -self.exp
 
 
 Command = TileGemm | Drain

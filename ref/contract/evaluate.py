@@ -16,6 +16,7 @@ from ref.contract.commands import Drain, Program, Region, ReSpropSetting, TileGe
 from ref.lfsr import GaloisLFSR
 from ref.numerics import requantize
 from ref.relu_mask_codes import relu_mask
+from ref.resprop_codes import adapt_exponent
 from ref.stochastic_prune_codes import prune_codes
 
 
@@ -47,7 +48,8 @@ class ProgramResult:
     prune_sum: sum of |g| over the codes of every pruning Drain before pruning (None when the
             program has no PruneSetting).
     resprop_nnz: nonzero S over the ``resprop`` Drains (None when the program has no ReSpropSetting).
-    resprop_p: the next pass's stored sample P, [R, C] (None when the program has no ReSpropSetting).
+    resprop_exp_after: the threshold exponent after the pass's x2 / /2 step (None likewise).
+    resprop_p: the next pass's stored sample P, [R, C] (None likewise).
     """
 
     tiles: tuple[torch.Tensor, ...]
@@ -56,6 +58,7 @@ class ProgramResult:
     masks: tuple[torch.Tensor, ...]
     prune_sum: int | None = None
     resprop_nnz: int | None = None
+    resprop_exp_after: int | None = None
     resprop_p: torch.Tensor | None = None
 
     @property
@@ -193,8 +196,13 @@ def evaluate(program: Program) -> ProgramResult:
             tiles.append(tile)
             drain_index += 1
             counts.append(CommandCount(i, "drain", 0, 0))
+    exp_after = None
+    if resprop is not None:
+        n = resprop.n_samples * resprop.rows_per_sample * resprop.cols
+        exp_after = resprop.exp if resprop.dense else adapt_exponent(resprop.exp, resprop_nnz, n, resprop.target_cp)
     return ProgramResult(tiles=tuple(tiles), output=_assemble(program, tiles), counts=tuple(counts),
-                         masks=tuple(masks), prune_sum=prune_sum, resprop_nnz=resprop_nnz, resprop_p=resprop_p)
+                         masks=tuple(masks), prune_sum=prune_sum, resprop_nnz=resprop_nnz,
+                         resprop_exp_after=exp_after, resprop_p=resprop_p)
 
 
 def _assemble(program: Program, tiles: list[torch.Tensor]) -> torch.Tensor | None:

@@ -216,7 +216,9 @@ def random_resprop_program(
     acc_bits: int,
     out_bits: int,
     sample: int,
-    threshold: int | None = None,
+    mant: int | None = None,
+    exp: int = 0,
+    target_cp: int = 1500,
     dense: bool = False,
     density: float = 0.7,
     k_tiles: int = 1,
@@ -228,9 +230,10 @@ def random_resprop_program(
     ``operand_bits`` codes (``_random_tile``: extremes included); the drain requantizes to
     ``out_bits`` with the shift that brings the largest |A @ B| to the top of that range. P [R, C]
     is uniform over the signed ``out_bits`` codes with both extremes of the ``operand_bits`` range
-    set once. ``threshold`` None picks the median |D| of the pass (``D = g - P``), so the keep test
-    goes both ways. ``sample`` (j; ``>= n_samples`` stores none) and ``dense`` go to the
-    ReSpropSetting. Deterministic in ``seed``.
+    set once. The threshold is ``mant * 2**exp``; ``mant`` None picks the median |D| of the pass
+    (``D = g - P``) with ``exp = 0``, so the keep test goes both ways. ``sample`` (j;
+    ``>= n_samples`` stores none), ``target_cp`` and ``dense`` go to the ReSpropSetting.
+    Deterministic in ``seed``.
     """
     for name, v in (("n_samples", n_samples), ("rows_per_sample", rows_per_sample), ("cols", cols),
                     ("k_tiles", k_tiles)):
@@ -253,12 +256,12 @@ def random_resprop_program(
     drain = Drain(0, shift=shift, out_bits=out_bits, resprop=True)
     tiles = (tile_m, tile_n, tile_k)
 
-    def lowered(t: int) -> Program:
+    def lowered(m: int, e: int) -> Program:
         return lower_gemm(a, b, tiles=tiles, acc_bits=acc_bits, drain=drain,
-                          resprop=ReSpropSetting(p, n_samples, sample, t, dense))
+                          resprop=ReSpropSetting(p, n_samples, sample, m, e, target_cp, dense))
 
-    if threshold is None:
+    if mant is None:
         # At T = 0 a sparse pass emits S = D exactly (S = 0 where D = 0).
-        d = evaluate(lowered(0)).output if not dense else None
-        threshold = 0 if d is None else int(d.abs().flatten().median())
-    return lowered(threshold)
+        d = evaluate(lowered(0, 0)).output if not dense else None
+        mant, exp = (0 if d is None else int(d.abs().flatten().median())), 0
+    return lowered(mant, exp)

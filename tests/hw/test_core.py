@@ -23,7 +23,7 @@ from ref.lfsr import DEFAULT_TAPS, GaloisLFSR
 from ref.numerics import requantize
 from ref.stochastic_prune_codes import mean_deviation_bound
 from ref.topk_codes import apply_threshold
-from sim.core_amaranth import run_core_amaranth
+from sim.core_amaranth import run_core_amaranth, run_core_passes
 from sim.core_program import ProgramMismatch, encode_program, mask_beats_from_drain
 
 
@@ -321,31 +321,41 @@ def test_result_path_pruner_outputs_are_unbiased():
 @pytest.mark.parametrize("sparse", [True, False])
 def test_result_path_resprop_matches_ref(sparse):
     """``resprop`` drains (ReSprop's difference on the result path), with P written through the
-    core's P port and random stalls: every S and mask bit, the nonzero count and the stored P read
-    back after the next load equal ref's. The passes cover a sample straddling row tiles with ragged
-    columns, one row per sample storing none, a dense pass and a threshold above every |D|."""
+    core's P port and random stalls: every S and mask bit, the nonzero count, the exponent after the
+    x2 / /2 step and the stored P read back after the next load equal ref's. The passes cover a
+    sample straddling row tiles with ragged columns (about half kept against a 90 % target: the
+    exponent steps down), one row per sample storing none with T = floor(2**-1) = 0 (steps up), a
+    dense pass (kept) and a threshold
+    ``qmax * 2**3`` above every |D| (the core clamps T)."""
     cfg = dataclasses.replace(preset("tiny"), sparse=sparse)
     tm, tn, ob = cfg.tile_m, cfg.tile_n, cfg.operand_bits
-    plans = ((3, tm + 1, tn + 1, 1, None, False, ob - 1), (tm + 2, 1, tn - 1, tm + 2, 0, False, ob - 1),
-             (2, 2, tn, 1, 0, True, ob), (2, tm // 2 + 1, tn, 0, (1 << ob) - 1, False, ob))
+    plans = ((3, tm + 1, tn + 1, 1, None, 0, 9000, False, ob - 1),
+             (tm + 2, 1, tn - 1, tm + 2, 1, -1, 1500, False, ob - 1),
+             (2, 2, tn, 1, 0, 2, 0, True, ob), (2, tm // 2 + 1, tn, 0, (1 << ob) - 1, 3, 0, False, ob))
     kept = dropped = 0
-    for i, (n, r, c, j, thr, dense, out_bits) in enumerate(plans):
+    steps = []
+    for i, (n, r, c, j, mant, exp, target, dense, out_bits) in enumerate(plans):
         seed = 60 + i
         program = random_resprop_program(n_samples=n, rows_per_sample=r, cols=c, tile_m=tm, tile_n=tn,
                                          tile_k=cfg.tile_k, operand_bits=ob, acc_bits=cfg.acc_bits, out_bits=out_bits,
-                                         sample=j, threshold=thr, dense=dense, k_tiles=2, seed=seed)
-        print(f"n={n} r={r} c={c} j={j} threshold={program.resprop.threshold} dense={dense} seed={seed}")
+                                         sample=j, mant=mant, exp=exp, target_cp=target, dense=dense, k_tiles=2,
+                                         seed=seed)
+        print(f"n={n} r={r} c={c} j={j} threshold={program.resprop.mant}*2**{exp} target={target} dense={dense} "
+              f"seed={seed}")
         expected = evaluate(program)
         run = run_core_amaranth(program, cfg, seed=seed, stall=0.3)
         for got, want, got_mask, want_mask in zip(run.tiles, expected.tiles, run.masks, expected.masks, strict=True):
             assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
         assert run.resprop_nnz == expected.resprop_nnz
+        assert run.resprop_exp_next == expected.resprop_exp_after
+        steps.append(expected.resprop_exp_after - exp)
         assert torch.equal(run.resprop_p, expected.resprop_p)
-        if not dense and thr is None:
+        if not dense and mant is None:
             kept, dropped = expected.resprop_nnz, int((expected.output == 0).sum())
         stored_any = j < n
         assert torch.equal(expected.resprop_p, program.resprop.p) != stored_any
     assert kept > 0 and dropped > 0   # the median threshold kept some differences and dropped others
+    assert steps[:3] == [-1, 1, 0]    # the controller stepped both ways and held on the dense pass
 
 
 def test_resprop_program_that_does_not_fit_is_rejected_with_the_field():
@@ -354,7 +364,7 @@ def test_resprop_program_that_does_not_fit_is_rejected_with_the_field():
     def make(**kw):
         args = dict(n_samples=2, rows_per_sample=4, cols=4, tile_m=cfg.tile_m, tile_n=cfg.tile_n, tile_k=cfg.tile_k,
                     operand_bits=cfg.operand_bits, acc_bits=cfg.acc_bits, out_bits=cfg.operand_bits, sample=0,
-                    threshold=1, seed=5) | kw
+                    mant=1, seed=5) | kw
         return random_resprop_program(**args)
 
     encode_program(make(rows_per_sample=16), cfg)   # 16 rows x 2 words: exactly one bank
@@ -364,8 +374,8 @@ def test_resprop_program_that_does_not_fit_is_rejected_with_the_field():
         encode_program(make(rows_per_sample=9, cols=5), cfg)   # 5 columns take two tiles: 4 words a row
     with pytest.raises(ProgramMismatch, match="resprop_max_batch = 8"):
         encode_program(make(n_samples=9, rows_per_sample=1), cfg)
-    with pytest.raises(ProgramMismatch, match="threshold = 16"):
-        encode_program(make(threshold=16), cfg)
+    with pytest.raises(ProgramMismatch, match="mant = 16"):
+        encode_program(make(mant=16), cfg)
     good = make()
     wide = dataclasses.replace(good, commands=tuple(dataclasses.replace(c, out_bits=cfg.operand_bits + 1)
                                                     if isinstance(c, Drain) else c for c in good.commands))
@@ -373,3 +383,36 @@ def test_resprop_program_that_does_not_fit_is_rejected_with_the_field():
         encode_program(wide, cfg)
     with pytest.raises(ProgramMismatch, match="resprop p"):
         encode_program(dataclasses.replace(good, resprop=dataclasses.replace(good.resprop, p=good.resprop.p * 4)), cfg)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_resprop_p_stays_on_chip_between_passes(sparse):
+    """Four ReSprop passes on one core, P written through the port only before the first: a dense
+    pass storing sample 1; a sparse pass reading the P the core kept (and storing sample 0); a pass
+    storing none; a pass reading the P kept through it. Each pass equals ref run with the P that
+    ref's previous pass left (``ProgramResult.resprop_p``), under random stalls."""
+    cfg = dataclasses.replace(preset("tiny"), sparse=sparse)
+    tm, tn, ob = cfg.tile_m, cfg.tile_n, cfg.operand_bits
+    n = 3
+    plans = ((1, True), (0, False), (n, False), (2, False))   # (stored sample, dense)
+    programs, expected, p = [], [], None
+    for i, (j, dense) in enumerate(plans):
+        program = random_resprop_program(n_samples=n, rows_per_sample=tm + 1, cols=tn + 1, tile_m=tm, tile_n=tn,
+                                         tile_k=cfg.tile_k, operand_bits=ob, acc_bits=cfg.acc_bits, out_bits=ob - 1,
+                                         sample=j, mant=0, dense=dense, seed=80 + i)
+        if p is not None:   # the P the previous pass left on chip, and the median |D| against it
+            at_zero = dataclasses.replace(program, resprop=dataclasses.replace(program.resprop, p=p))
+            thr = int(evaluate(at_zero).output.abs().flatten().median())
+            program = dataclasses.replace(at_zero, resprop=dataclasses.replace(at_zero.resprop, mant=thr))
+        result = evaluate(program)
+        print(f"pass {i}: sample={j} dense={dense} threshold={program.resprop.mant} seed={80 + i} "
+              f"nnz={result.resprop_nnz}")
+        programs.append(program)
+        expected.append(result)
+        p = result.resprop_p
+    assert torch.equal(programs[3].resprop.p, programs[2].resprop.p)   # the third pass stored none
+    runs = run_core_passes(programs, cfg, write_p=[True, False, False, False], seed=90, stall=0.3)
+    for run, want in zip(runs, expected, strict=True):
+        for got, exp, got_mask, exp_mask in zip(run.tiles, want.tiles, run.masks, want.masks, strict=True):
+            assert torch.equal(got, exp) and torch.equal(got_mask, exp_mask)
+        assert run.resprop_nnz == want.resprop_nnz

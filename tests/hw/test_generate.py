@@ -47,9 +47,9 @@ def test_files_describe_the_design(tmp_path):
     assert members["counters"]["width"] == (5 + config.lanes) * config.counter_bits
     for port in ("i_cmd__payload", "i_data__payload", "o_data__payload", "counters", "idle", "clk", "rst",
                  "prune_tau", "prune_seed", "prune_load", "prune_sum", "topk_threshold", "resprop_load",
-                 "resprop_threshold", "resprop_rows", "resprop_cols", "resprop_row_words", "resprop_samples",
-                 "resprop_sample", "resprop_dense", "resprop_nnz", "resprop_p_addr", "resprop_p_wdata",
-                 "resprop_p_we", "resprop_p_rdata"):
+                 "resprop_mant", "resprop_exp", "resprop_target", "resprop_exp_next", "resprop_rows",
+                 "resprop_cols", "resprop_row_words", "resprop_samples", "resprop_sample", "resprop_dense",
+                 "resprop_nnz", "resprop_p_addr", "resprop_p_wdata", "resprop_p_we", "resprop_p_rdata"):
         assert port in verilog
     assert json.loads(design.resolved_config.read_text()) == config.resolved()
     assert design.filelist.read_text().split() == [design.verilog.name,

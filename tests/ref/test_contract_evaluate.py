@@ -264,28 +264,30 @@ def test_invalid_topk_names_the_field() -> None:
         Program((), 14, 4, 4, 8, topk_threshold=-1)
 
 
-def _resprop_pass(n: int, r: int, c: int, j: int, threshold: int, dense: bool, seed: int,
+def _resprop_pass(n: int, r: int, c: int, j: int, mant: int, exp: int, target_cp: int, dense: bool, seed: int,
                   tiles: tuple[int, int, int] = (3, 2, 4)) -> Program:
     gen = torch.Generator().manual_seed(seed)
     a = torch.randint(-8, 8, (n * r, 4), generator=gen)
     b = torch.randint(-8, 8, (4, c), generator=gen)
     p = torch.randint(-8, 8, (r, c), generator=gen)
     return lower_gemm(a, b, tiles=tiles, acc_bits=16, drain=Drain(0, shift=2, out_bits=5, resprop=True),
-                      resprop=ReSpropSetting(p, n, j, threshold, dense))
+                      resprop=ReSpropSetting(p, n, j, mant, exp, target_cp, dense))
 
 
-@pytest.mark.parametrize(("n", "r", "c", "j", "threshold", "dense"), [
-    (3, 4, 5, 1, 3, False),   # a sample's rows straddle the 3-row tiles; ragged columns
-    (5, 1, 3, 4, 0, False),   # one row per sample (a linear layer), T = 0
-    (2, 3, 2, 2, 2, False),   # j = N: nothing stored
-    (2, 2, 3, 0, 5, True),    # dense iteration: S = g, P still stored
+@pytest.mark.parametrize(("n", "r", "c", "j", "mant", "exp", "target_cp", "dense"), [
+    (3, 4, 5, 1, 3, 0, 5000, False),    # a sample's rows straddle the 3-row tiles; ragged columns
+    (5, 1, 3, 4, 1, -1, 0, False),      # one row per sample (a linear layer); T = 0; exponent up
+    (2, 3, 2, 2, 1, 1, 10000, False),   # j = N: nothing stored; T = 2; exponent down
+    (2, 2, 3, 0, 5, 0, 0, True),        # dense iteration: S = g, P still stored, exponent kept
 ])
-def test_resprop_drains_equal_the_resprop_unit_model(n, r, c, j, threshold, dense) -> None:
+def test_resprop_drains_equal_the_resprop_unit_model(n, r, c, j, mant, exp, target_cp, dense) -> None:
     """A resprop pass equals ``ref.resprop_codes.ReSpropCodes.run_pass`` (the stream unit's model)
-    on the drained codes in sample-major order: S, nnz and the P the next pass reads."""
+    on the drained codes in sample-major order: S, nnz, the threshold used, the exponent after the
+    controller's step and the P the next pass reads."""
     seed = SEED + 31 * n + r
     print(f"seed={seed}")
-    program = _resprop_pass(n, r, c, j, threshold, dense, seed)
+    program = _resprop_pass(n, r, c, j, mant, exp, target_cp, dense, seed)
+    threshold = program.resprop.threshold
     setting = program.resprop
     got = evaluate(program)
     plain = evaluate(dataclasses.replace(
@@ -293,10 +295,11 @@ def test_resprop_drains_equal_the_resprop_unit_model(n, r, c, j, threshold, dens
         commands=tuple(dataclasses.replace(x, resprop=False) if isinstance(x, Drain) else x for x in program.commands)))
     g = plain.output  # [N*R, C]: row n*R + i is row i of sample n, so the flattening is [N, R*C]
     depth = 1 << (r * c - 1).bit_length()   # the unit's banks are a power of two deep; e < r*c needs no wrap
-    unit = ReSpropCodes(bits=6, depth=depth, mant=threshold, exp=0)
+    unit = ReSpropCodes(bits=6, depth=depth, mant=mant, exp=exp)
     unit.banks[unit.read_bank] = setting.p.flatten().tolist() + [0] * (depth - r * c)
-    want = unit.run_pass(g.flatten().tolist(), n_samples=n, elems=r * c, sample=j, dense=dense, target_cp=0)
+    want = unit.run_pass(g.flatten().tolist(), n_samples=n, elems=r * c, sample=j, dense=dense, target_cp=target_cp)
     assert want.thr_used == threshold
+    assert got.resprop_exp_after == want.exp_after
     assert got.output.flatten().tolist() == want.s
     assert got.resprop_nnz == want.nnz
     assert got.resprop_p.flatten().tolist() == unit.stored_p[: r * c]
@@ -310,7 +313,7 @@ def test_resprop_drains_equal_the_resprop_unit_model(n, r, c, j, threshold, dens
 def test_resprop_padding_leaves_as_zero() -> None:
     """Tile padding past the [N*R, C] output (here 2 rows, 1 column) is 0 with mask 0, although P
     is nonzero at the positions its row index wraps to."""
-    program = _resprop_pass(2, 2, 3, 0, 0, False, SEED)
+    program = _resprop_pass(2, 2, 3, 0, 0, 0, 0, False, SEED)
     res = evaluate(program)
     assert (program.resprop.p != 0).any()
     last_row_tile = [t for t, reg in zip(res.tiles, program.drain_regions, strict=True) if reg.row0 == 3]
@@ -329,11 +332,12 @@ def test_invalid_resprop_names_the_field() -> None:
         with pytest.raises(ValueError, match=f"resprop and {name}"):
             Drain(0, shift=0, out_bits=4, resprop=True, **{name: True})
     for kwargs, field in ((dict(p=p.float()), "p"), (dict(n_samples=0), "n_samples"), (dict(sample=-1), "sample"),
-                          (dict(threshold=-1), "threshold"), (dict(dense=1), "dense")):
-        args = dict(p=p, n_samples=2, sample=0, threshold=0, dense=False) | kwargs
+                          (dict(mant=-1), "mant"), (dict(exp=128), "exp"), (dict(target_cp=10001), "target_cp"),
+                          (dict(dense=1), "dense")):
+        args = dict(p=p, n_samples=2, sample=0, mant=0, exp=0, target_cp=0, dense=False) | kwargs
         with pytest.raises(ValueError, match=field):
             ReSpropSetting(**args)
-    good = _resprop_pass(2, 3, 2, 0, 1, False, SEED)
+    good = _resprop_pass(2, 3, 2, 0, 1, 0, 0, False, SEED)
     with pytest.raises(ValueError, match="ReSpropSetting"):
         dataclasses.replace(good, resprop=None)
     # The pass must be the whole [N*R, C] output, each region its clipped tile, each element once.

@@ -43,9 +43,10 @@ def _register_rows() -> dict[str, tuple[str, str, str]]:
 def test_register_table_matches_the_register_module():
     rows = _register_rows()
     for name in ("ID", "VERSION", "CTRL", "STATUS", "SNAPSHOT", "SCRATCH", "CMD_COUNT", "TILE_COUNT", "PRUNE_TAU",
-                 "PRUNE_SEED", "PRUNE_SUM", "TOPK_THRESHOLD", "RESPROP_THRESHOLD", "RESPROP_ROWS", "RESPROP_COLS",
-                 "RESPROP_ROW_WORDS", "RESPROP_SAMPLES", "RESPROP_SAMPLE", "RESPROP_CTRL", "RESPROP_LOAD",
-                 "RESPROP_NNZ", "RESPROP_P_INDEX", "RESPROP_P_DATA"):
+                 "PRUNE_SEED", "PRUNE_SUM", "TOPK_THRESHOLD", "RESPROP_THR_MANT", "RESPROP_THR_EXP",
+                 "RESPROP_TARGET", "RESPROP_ROWS", "RESPROP_COLS", "RESPROP_ROW_WORDS", "RESPROP_SAMPLES",
+                 "RESPROP_SAMPLE", "RESPROP_CTRL", "RESPROP_LOAD", "RESPROP_NNZ", "RESPROP_EXP_NEXT",
+                 "RESPROP_P_INDEX", "RESPROP_P_DATA"):
         assert int(rows[name][0], 16) == getattr(regs, name), name
     assert int(rows["ID"][2], 16) == regs.ID_VALUE
     assert int(rows["VERSION"][2], 16) == regs.VERSION_VALUE

@@ -312,10 +312,11 @@ def test_bwi_drain_prunes_the_gradient_on_the_result_path(steps):
 
 def test_resprop_difference_on_the_result_path_equals_the_unit(steps):
     """ReSprop where the gradient is drained, on the digits trace's own codes: conv2's dY and the
-    stored sample P the policy kept, with its threshold. dY enters the accumulators through an
-    identity GEMM (in a layer chain it is the next layer's BWI drain) and drains with ``resprop``.
-    ref's S and nonzero count equal the ReSprop unit's (the layer step's ``dy_g``, ``resprop_nnz``);
-    the RTL equals ref tile for tile, and the P it stores, read back after the next load, is the
+    stored sample P the policy kept, with its threshold and target. dY enters the accumulators
+    through an identity GEMM (in a layer chain it is the next layer's BWI drain) and drains with
+    ``resprop``. ref's S, nonzero count and exponent after the x2 / /2 step equal the ReSprop
+    unit's (the layer step's ``dy_g``, ``resprop_nnz``, ``resprop_exp_after``); the RTL equals ref
+    tile for tile and in both counts, and the P it stores, read back after the next load, is the
     chosen sample's dY."""
     _, inp, step = steps("resprop")
     assert inp.p is not None
@@ -323,20 +324,23 @@ def test_resprop_difference_on_the_result_path_equals_the_unit(steps):
     n, k, hh, ww = inp.dy.shape
     dy_rows = inp.dy.permute(0, 2, 3, 1).reshape(n * hh * ww, k)   # output-matrix layout: rows (n, h, w)
     p_rows = inp.p.permute(1, 2, 0).reshape(hh * ww, k)
-    thr = effective_threshold(*inp.resprop_load, b)
-    assert thr == step.resprop_thr_used
+    mant, exp = inp.resprop_load
     j = inp.resprop_sample
-    print(f"N={n} R={hh * ww} C={k} threshold={thr} sample={j} stall={STALL}")
+    setting = ReSpropSetting(p_rows, n, j, mant, exp, inp.resprop_target_cp)
+    assert setting.threshold == effective_threshold(mant, exp, b) == step.resprop_thr_used
+    print(f"N={n} R={hh * ww} C={k} threshold={mant}*2**{exp} target={inp.resprop_target_cp} sample={j} "
+          f"stall={STALL}")
     program = lower_gemm(dy_rows, torch.eye(k, dtype=torch.int64), tiles=PARAMS.tiles, acc_bits=PARAMS.acc_bits,
-                         drain=Drain(0, 0, b, resprop=True), resprop=ReSpropSetting(p_rows, n, j, thr))
+                         drain=Drain(0, 0, b, resprop=True), resprop=setting)
     want = evaluate(program)
     s = want.output.reshape(n, hh, ww, k).permute(0, 3, 1, 2)
     assert torch.equal(s, step.dy_g) and want.resprop_nnz == step.resprop_nnz
+    assert want.resprop_exp_after == step.resprop_exp_after != exp
     assert 0 < want.resprop_nnz < int((inp.dy != 0).sum())
     run = run_core_amaranth(program, CONFIG, seed=7, stall=STALL)
     for got, exp, got_mask, exp_mask in zip(run.tiles, want.tiles, run.masks, want.masks, strict=True):
         assert torch.equal(got, exp) and torch.equal(got_mask, exp_mask)
-    assert run.resprop_nnz == want.resprop_nnz
+    assert run.resprop_nnz == want.resprop_nnz and run.resprop_exp_next == want.resprop_exp_after
     assert j < n and torch.equal(run.resprop_p, dy_rows[j * hh * ww:(j + 1) * hh * ww])
 
 
