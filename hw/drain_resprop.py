@@ -228,20 +228,27 @@ class DrainReSprop(wiring.Component):
                          wr.en.eq(Const(1, lanes) << (self.p_addr[:lane_bits] if lane_bits else 0))]
 
         # ---- counts: the emitted mask bits, added a cycle later (off the result path) -------------
-        # The controller's decision is the sign of 10000 * nnz - target * n, summed per beat as
-        # 10000 * (nonzeros) - target * (elements of the output): the multiplier is only
-        # target x (0..lanes), between two registers.
+        # The controller's decision is the sign of 10000 * nnz - target * n, summed per element as
+        # 10000 - target (a nonzero S) or -target (a zero one; tile padding adds nothing). The two
+        # terms are registered at load, so the sum needs adders only, no multiplier.
         counted = Signal(lanes)
-        counted_target = Signal(TARGET_BITS + lanes.bit_length())
+        counted_elems = Signal(lanes)
         m.d.sync += [counted.eq(Mux(self.emit, self.o_mask, 0)),
-                     counted_target.eq(target * Mux(self.emit & meta_quant.row_ok, meta_quant.lanes_ok, 0))]
+                     counted_elems.eq(Mux(self.emit & meta_quant.row_ok,
+                                          Cat(meta_quant.lanes_ok > e for e in range(lanes)), 0))]
+        term_bits = TARGET_BITS + 2
+        hit = Signal(signed(term_bits))
+        miss = Signal(signed(term_bits))
+        with m.If(self.load):
+            m.d.sync += [hit.eq(PERCENT_SCALE - self.i_target), miss.eq(-self.i_target)]
         diff_mag = ((1 << TARGET_BITS) - 1) * words * lanes * (1 << len(self.i_samples))
         diff = Signal(signed(diff_mag.bit_length() + 1))
+        terms = [Mux(counted_elems[e], Mux(counted[e], hit, miss), 0) for e in range(lanes)]
+        while len(terms) > 1:   # a balanced adder tree, as popcount
+            terms = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)] + terms[len(terms) - len(terms) % 2:]
         with m.If(self.load):
             m.d.sync += [self.o_nnz.eq(0), diff.eq(0)]
         with m.Else():
-            nonzeros = popcount(counted, lanes)
-            m.d.sync += [self.o_nnz.eq(self.o_nnz + nonzeros),
-                         diff.eq(diff + nonzeros * PERCENT_SCALE - counted_target)]
+            m.d.sync += [self.o_nnz.eq(self.o_nnz + popcount(counted, lanes)), diff.eq(diff + terms[0])]
         m.d.comb += self.o_exp_next.eq(adapt_exponent_logic(exp, diff, dense))
         return m
