@@ -307,7 +307,7 @@ class SparseCore(wiring.Component):
         thr_m1 = Signal(cfg.operand_bits)
         thr_zero = Signal()
         m.d.sync += [thr_m1.eq(self.topk_threshold - 1), thr_zero.eq(self.topk_threshold == 0)]
-        requantized, mask_bits, codes = [], [], []
+        requantized, mask_bits, codes, quantizers = [], [], [], []
         for b, bank in enumerate(banks):
             rq = Requantizer(cfg.acc_bits, cfg.prune_tau_bits, code_bits=cfg.operand_bits,
                              thr_bits=cfg.operand_bits)
@@ -333,6 +333,7 @@ class SparseCore(wiring.Component):
                 rq.en.eq((state == DRAIN) & advance),
             ]
             requantized.append(rq.o_value)
+            quantizers.append(rq)
             mask_bits.append(rq.o_mask)
             codes.append(rq.o_code)
         # ReSprop's difference: P is read with the banks and meets the code after the requantizer.
@@ -359,8 +360,15 @@ class SparseCore(wiring.Component):
             resprop.p_we.eq(self.resprop_p_we),
             self.resprop_p_rdata.eq(resprop.p_rdata),
         ]
-        for b in range(lanes):
-            m.d.comb += resprop.i_codes[b].eq(requantized[b])
+        m.d.comb += resprop.i_out_bits.eq(cmd.out_bits)
+        for b, rq in enumerate(quantizers):
+            m.d.comb += [
+                resprop.i_codes[b].eq(rq.o_value),
+                resprop.i_rounded[b].eq(rq.o_rounded),
+                resprop.i_nonzero[b].eq(rq.o_nonzero),
+                resprop.i_above[b].eq(rq.o_above),
+                resprop.i_below[b].eq(rq.o_below),
+            ]
         out_values = [Mux(cmd.resprop, resprop.o_values[b], requantized[b]) for b in range(lanes)]
         out_masks = [Mux(cmd.resprop, resprop.o_mask[b], mask_bits[b]) for b in range(lanes)]
         with m.If((state == DRAIN) & advance):

@@ -16,7 +16,10 @@ Timing, in the core's drain pipeline (``step``: the pipeline moves; ``issue``: a
 is issued this cycle): the P word is read with the accumulator banks, carried down three
 registers beside the value (read register, the requantizer's two) and meets the code in the cycle
 the requantizer shows it; ``o_values`` / ``o_mask`` are combinational from there into the core's
-output register, so a resprop drain takes the same cycles as any drain. ``emit`` (the beat enters
+output register, so a resprop drain takes the same cycles as any drain. The difference is not
+formed after the saturation (that put two carry chains in series on the clock path):
+``hw.saturated_difference`` decides the saturated cases a cycle early and selects among the three
+cases with the requantizer's own saturation decisions. ``emit`` (the beat enters
 the output register) writes the stored codes and counts the nonzeros; the counts and the
 controller's next exponent (``o_exp_next``, ReSprop's x2 / /2 step) settle one cycle later.
 
@@ -34,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.bits import popcount
 from hw.resprop import EXP_BITS, PERCENT_SCALE, TARGET_BITS, adapt_exponent_logic, effective_threshold_logic
+from hw.saturated_difference import SaturatedDifference
 
 __all__ = ["DrainReSprop"]
 
@@ -66,6 +70,10 @@ class DrainReSprop(wiring.Component):
         The core's drain state: a drain runs; the drain pipeline moves; a beat is read (with
         ``step``); a resprop beat enters the output register (with ``step``).
     i_codes : In(ArrayLayout(signed(acc_bits), lanes))   the requantized codes ``g`` of the beat
+    i_out_bits : In(6)      the drain's ``out_bits`` (held for the whole drain)
+    i_rounded : In(ArrayLayout(signed(operand_bits + 2), lanes)), i_nonzero, i_above, i_below : In(lanes)
+        the requantizers' ``o_rounded``, ``o_nonzero``, ``o_above`` and ``o_below`` for the beat,
+        from which the difference is decided beside the saturation
     o_values : Out(ArrayLayout(signed(acc_bits), lanes)) ``S``, sign-extended
     o_mask : Out(lanes)                                   ``S != 0`` (0 on tile padding)
     o_nnz : Out(nnz_bits)   nonzero S since ``load``; final one cycle after the last beat left
@@ -105,6 +113,11 @@ class DrainReSprop(wiring.Component):
             "issue": In(1),
             "emit": In(1),
             "i_codes": In(data.ArrayLayout(signed(acc_bits), lanes)),
+            "i_out_bits": In(6),
+            "i_rounded": In(data.ArrayLayout(signed(operand_bits + 2), lanes)),
+            "i_nonzero": In(lanes),
+            "i_above": In(lanes),
+            "i_below": In(lanes),
             "o_values": Out(data.ArrayLayout(signed(acc_bits), lanes)),
             "o_mask": Out(lanes),
             "o_nnz": Out(nnz_bits),
@@ -182,10 +195,10 @@ class DrainReSprop(wiring.Component):
         ]
         meta_read, meta_held, meta_round, meta_quant = (Signal(meta_layout, name=f"meta_{n}")
                                                         for n in ("read", "held", "round", "quant"))
-        p_held, p_round, p_quant = (Signal(lanes * ob, name=f"p_{n}") for n in ("held", "round", "quant"))
+        p_held, p_round = (Signal(lanes * ob, name=f"p_{n}") for n in ("held", "round"))
         with m.If(self.step):
             m.d.sync += [meta_read.eq(meta_issue), meta_held.eq(meta_read), meta_round.eq(meta_held),
-                         meta_quant.eq(meta_round), p_held.eq(rd.data), p_round.eq(p_held), p_quant.eq(p_round)]
+                         meta_quant.eq(meta_round), p_held.eq(rd.data), p_round.eq(p_held)]
 
         # ---- read port: the drain's P words, or the host's element -------------------------------
         host_word = self.p_addr[lane_bits:lane_bits + wb] if wb else Const(0)
@@ -198,22 +211,26 @@ class DrainReSprop(wiring.Component):
         m.d.comb += self.p_rdata.eq(rd.data.word_select(host_lane, ob) if lane_bits else rd.data)
 
         # ---- the difference, per lane -------------------------------------------------------------
-        thr_s = Signal(signed(ob + 2))
-        m.d.comb += thr_s.eq(thr)
+        # Decided beside the requantizer's saturation (hw.saturated_difference): P and T enter it as
+        # the beat moves into the requantizer's second register, its code a cycle later.
         codes_ob = []
         for e in range(lanes):
             code = Signal(signed(ob + 1), name=f"code{e}")   # |g| < 2**(ob-1): out_bits <= operand_bits
-            p = Signal(signed(ob), name=f"p{e}")
-            d = Signal(signed(ob + 2), name=f"d{e}")
+            m.submodules[f"difference{e}"] = diff = SaturatedDifference(ob)
             mask = Signal(name=f"mask{e}")
             m.d.comb += [
                 code.eq(self.i_codes[e]),
-                p.eq(p_quant[e * ob:(e + 1) * ob]),
-                d.eq(code - p),
+                diff.en.eq(self.step),
+                diff.i_p.eq(p_round[e * ob:(e + 1) * ob]),
+                diff.i_thr.eq(thr),
+                diff.i_out_bits.eq(self.i_out_bits),
+                diff.i_rounded.eq(self.i_rounded[e]),
+                diff.i_above.eq(self.i_above[e]),
+                diff.i_below.eq(self.i_below[e]),
                 mask.eq(meta_quant.row_ok & (meta_quant.lanes_ok > e) &
-                        Mux(dense, code != 0, (d > thr_s) | (-d > thr_s))),
+                        Mux(dense, self.i_nonzero[e], diff.o_keep)),
                 self.o_mask[e].eq(mask),
-                self.o_values[e].eq(Mux(mask, Mux(dense, code, d), 0)),
+                self.o_values[e].eq(Mux(mask, Mux(dense, code, diff.o_diff), 0)),
             ]
             codes_ob.append(code[:ob])
 

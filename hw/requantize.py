@@ -51,6 +51,14 @@ class Requantizer(wiring.Component):
         the top-K threshold ``thr`` as ``thr - 1`` and ``thr == 0`` (held for the whole drain)
     o_mask : Out(1)         the mask bit, same timing as ``o_value``: ``o_value > 0`` (the ReLU
                             mask), or with ``i_topk`` SWAT's keep bit ``|o_value| >= thr``
+    o_rounded : Out(signed(code_bits + 2))
+        the low ``code_bits + 2`` bits of the second register's rounded value ``r``, same timing
+        as ``o_value`` (all of ``r`` where the code is ``r`` unsaturated and ``out_bits <= code_bits``)
+    o_nonzero : Out(1)      ``r != 0``, which is ``o_value != 0`` on a drain without ReLU or pruning
+    o_above : Out(1), o_below : Out(1)
+        the saturation's own decisions ``r > limit`` and ``r < -limit``: a unit after the
+        requantizer selects its results for the three cases with them, beside the saturation
+        rather than after it (``hw.saturated_difference``)
 
     Pruning (``ref.stochastic_prune_codes.prune_codes``; ``g`` the code, ``t = draw_m1 + 1``)::
 
@@ -83,6 +91,10 @@ class Requantizer(wiring.Component):
             "o_value": Out(signed(acc_bits)),
             "o_code": Out(signed(acc_bits if code_bits is None else code_bits)),
             "o_mask": Out(1),
+            "o_rounded": Out(signed((acc_bits if code_bits is None else code_bits) + 2)),
+            "o_nonzero": Out(1),
+            "o_above": Out(1),
+            "o_below": Out(1),
         })
 
     def elaborate(self, platform):
@@ -185,8 +197,13 @@ class Requantizer(wiring.Component):
             ]
 
         saturated = Signal(signed(w + 2))
-        m.d.comb += saturated.eq(Mux(s_rounded > s_limit, s_limit,
-                                     Mux(s_rounded < -s_limit, -s_limit, s_rounded)))
+        m.d.comb += [
+            self.o_rounded.eq(s_rounded[:len(self.o_rounded)]),
+            self.o_nonzero.eq(s_rounded != 0),
+            self.o_above.eq(s_rounded > s_limit),
+            self.o_below.eq(s_rounded < -s_limit),
+            saturated.eq(Mux(self.o_above, s_limit, Mux(self.o_below, -s_limit, s_rounded))),
+        ]
         code = Signal(signed(w))
         m.d.comb += code.eq(Mux(s_raw, s_value, saturated))
         relu_zero = s_relu & code[-1]

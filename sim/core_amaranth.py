@@ -109,17 +109,7 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
             await ctx.tick()
             ctx.set(dut.prune_load, 0)
         if rs is not None:
-            for name, value in resprop_inputs(program, config).items():
-                ctx.set(getattr(dut, f"resprop_{name}"), value)
-            ctx.set(dut.resprop_load, 1)
-            await ctx.tick()
-            ctx.set(dut.resprop_load, 0)
-            ctx.set(dut.resprop_p_we, 1)
-            for addr, v in zip(rs_addrs, rs.p.flatten().tolist(), strict=True):
-                ctx.set(dut.resprop_p_addr, addr)
-                ctx.set(dut.resprop_p_wdata, v & ((1 << config.operand_bits) - 1))
-                await ctx.tick()
-            ctx.set(dut.resprop_p_we, 0)
+            await _begin_resprop_pass(ctx, dut, program, config, write_p=True)
         cycle = -lead + (1 if setting is not None else 0) + (0 if rs is None else 1 + len(rs_addrs))
         while len(out_beats) < expected or not ctx.get(dut.idle):
             ready = not (stall and rng.random() < stall)
@@ -169,6 +159,25 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
                    resprop_p=result.get("resprop_p"))
 
 
+async def _begin_resprop_pass(ctx, dut: SparseCore, program: Program, config: StagConfig, *, write_p: bool) -> None:
+    """Begin ``program``'s ReSprop pass: its settings with ``resprop_load`` (one cycle), then, if
+    ``write_p``, its P into the read bank through the P port (one code per cycle)."""
+    rs = program.resprop
+    for name, value in resprop_inputs(program, config).items():
+        ctx.set(getattr(dut, f"resprop_{name}"), value)
+    ctx.set(dut.resprop_load, 1)
+    await ctx.tick()
+    ctx.set(dut.resprop_load, 0)
+    if write_p:
+        ctx.set(dut.resprop_p_we, 1)
+        for addr, v in zip(resprop_p_addresses(rs.rows_per_sample, rs.cols, config), rs.p.flatten().tolist(),
+                           strict=True):
+            ctx.set(dut.resprop_p_addr, addr)
+            ctx.set(dut.resprop_p_wdata, v & ((1 << config.operand_bits) - 1))
+            await ctx.tick()
+        ctx.set(dut.resprop_p_we, 0)
+
+
 def run_core_passes(programs: list[Program], config: StagConfig, *, write_p: list[bool], seed: int = 0,
                     stall: float = 0.0, max_cycles: int = 2_000_000) -> list[CoreRun]:
     """Run ReSprop passes back to back on one core, keeping its P memory between them.
@@ -177,8 +186,7 @@ def run_core_passes(programs: list[Program], config: StagConfig, *, write_p: lis
     the previous pass stored), then, where ``write_p[i]``, the setting's P through the P port;
     where not, the pass reads what the core holds (the setting's P must then be what ref says the
     core holds). After it come the result tiles, ``resprop_nnz`` and ``resprop_exp_next``; the P the
-    next load would see
-    is are not read here (that would swap); ``CoreRun.resprop_p`` is None. One
+    next load would see is not read here (that would swap); ``CoreRun.resprop_p`` is None. One
     process drives all three streams cycle by cycle, with ``stall`` as in :func:`run_core_amaranth`;
     ``cycles`` counts from the first command offered to the last result beat of that program.
     """
@@ -196,21 +204,8 @@ def run_core_passes(programs: list[Program], config: StagConfig, *, write_p: lis
 
     async def bench(ctx):
         for program, enc, write in zip(programs, encoded, write_p, strict=True):
-            rs = program.resprop
-            for name, value in resprop_inputs(program, config).items():
-                ctx.set(getattr(dut, f"resprop_{name}"), value)
             ctx.set(dut.topk_threshold, program.topk_threshold or 0)
-            ctx.set(dut.resprop_load, 1)
-            await ctx.tick()
-            ctx.set(dut.resprop_load, 0)
-            if write:
-                ctx.set(dut.resprop_p_we, 1)
-                for addr, v in zip(resprop_p_addresses(rs.rows_per_sample, rs.cols, config), rs.p.flatten().tolist(),
-                                   strict=True):
-                    ctx.set(dut.resprop_p_addr, addr)
-                    ctx.set(dut.resprop_p_wdata, v & ((1 << config.operand_bits) - 1))
-                    await ctx.tick()
-                ctx.set(dut.resprop_p_we, 0)
+            await _begin_resprop_pass(ctx, dut, program, config, write_p=write)
             await ctx.tick()
             beats: list[int] = []
             expected = enc.drains * enc.drain_beats

@@ -102,8 +102,9 @@ def resprop_cases(config: StagConfig, seed: int) -> list[VectorCase]:
     """ReSprop passes on the result path (``Drain(resprop=True)``), each with its P written through
     the core's P port first and the stored P read back after:
 
-    - a sample's rows straddle the row tiles (R = tile_m + 1), ragged columns, threshold the
-      median |D|, storing sample 1, target 15 %;
+    - a sample's rows straddle the row tiles (R = tile_m + 1), ragged columns, the drain's shift
+      2 bits short so codes saturate both ways, threshold the median |D|, storing sample 1,
+      target 15 %;
     - one row per sample (R = 1, a linear layer's dY: tile_m samples per tile), threshold
       ``1 * 2**-128`` (T = 0, the exponent at its minimum), target 100 %, storing none (j = N);
     - a dense pass (S = g; the exponent is kept), storing the last sample;
@@ -115,22 +116,22 @@ def resprop_cases(config: StagConfig, seed: int) -> list[VectorCase]:
     tm, tn, ob = config.tile_m, config.tile_n, config.operand_bits
     small = tm * tn * config.tile_k <= 4096
     plans = (
-        # n_samples, rows_per_sample, cols, sample, mant, exp, target_cp, dense, out_bits
-        (3 if small else 2, tm + 1, tn + 1, 1, None, 0, 1500, False, ob - 1),
-        (tm + 2, 1, tn - 1 if tn > 1 else 1, tm + 2, 1, -128, 10000, False, ob - 1),
-        (2, 2, tn, 1, 0, 3, 0, True, ob),
-        (2, tm // 2 + 1, tn, 0, (1 << ob) - 1, 4, 1, False, ob),
+        # n_samples, rows_per_sample, cols, sample, mant, exp, target_cp, dense, out_bits, saturate_bits
+        (3 if small else 2, tm + 1, tn + 1, 1, None, 0, 1500, False, ob - 1, 2),
+        (tm + 2, 1, tn - 1 if tn > 1 else 1, tm + 2, 1, -128, 10000, False, ob - 1, 0),
+        (2, 2, tn, 1, 0, 3, 0, True, ob, 0),
+        (2, tm // 2 + 1, tn, 0, (1 << ob) - 1, 4, 1, False, ob, 0),
     )
     cases = []
-    for i, (n, r, c, j, thr, exp, target, dense, out_bits) in enumerate(plans):
+    for i, (n, r, c, j, thr, exp, target, dense, out_bits, saturate_bits) in enumerate(plans):
         program = random_resprop_program(
             n_samples=n, rows_per_sample=r, cols=c, tile_m=tm, tile_n=tn, tile_k=config.tile_k,
             operand_bits=ob, acc_bits=config.acc_bits, out_bits=out_bits, sample=j, mant=thr, exp=exp,
-            target_cp=target, dense=dense, seed=seed * 1000 + 970 + i)
+            target_cp=target, dense=dense, saturate_bits=saturate_bits, seed=seed * 1000 + 970 + i)
         assert program.resprop is not None
         stalled = i % 2 == 1
         setting = program.resprop
         name = (f"resprop_n{n}_r{r}_c{c}_j{j}_thr{setting.mant}e{setting.exp}_t{target}"
-                + ("_dense" if dense else ""))
+                + ("_dense" if dense else "") + (f"_sat{saturate_bits}" if saturate_bits else ""))
         cases.append(make_case(name, program, config, idle=0.3 if stalled else 0.0, stall=0.4 if stalled else 0.0))
     return cases

@@ -40,10 +40,11 @@ LINT_WAIVERS: tuple[Waiver, ...] = (
     Waiver("UNUSEDSIGNAL", r"Signal is not used: '\$\d+'",
            "an Amaranth temporary ($N) whose value is read only through another net it was merged "
            "into, e.g. the unused counters of the PE lanes inside the core (the core counts MACs itself)."),
-    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z_][A-Za-z0-9_]*(\$\d+|\[\d+\])?'",
+    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z_][A-Za-z0-9_]*(\$\d+)?(\[\d+\])?'",
            "Amaranth keeps every named internal signal (and each element of an array-typed one, and "
-           "a submodule's copy of its ports, suffixed $N) as an alias wire for waveform readability "
-           "while logic reads the underlying net; the top module's ports are excluded from this waiver."),
+           "a submodule's copy of its ports, suffixed $N, and the elements of such a copy) as an "
+           "alias wire for waveform readability while logic reads the underlying net; the top "
+           "module's ports are excluded from this waiver."),
     Waiver("WIDTHEXPAND", r".*",
            "Amaranth computes exact result widths and relies on Verilog's implicit extension of the "
            "narrower operand (zero for unsigned, sign for signed), which is Amaranth's own semantics; "

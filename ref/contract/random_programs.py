@@ -222,6 +222,7 @@ def random_resprop_program(
     dense: bool = False,
     density: float = 0.7,
     k_tiles: int = 1,
+    saturate_bits: int = 0,
     seed: int,
 ) -> Program:
     """A random ReSprop pass: the [N*R, C] GEMM ``A @ B`` lowered with ``Drain(resprop=True)``.
@@ -230,7 +231,9 @@ def random_resprop_program(
     ``operand_bits`` codes (``_random_tile``: extremes included); the drain requantizes to
     ``out_bits`` with the shift that brings the largest |A @ B| to the top of that range. P [R, C]
     is uniform over the signed ``out_bits`` codes with both extremes of the ``operand_bits`` range
-    set once. The threshold is ``mant * 2**exp``; ``mant`` None picks the median |D| of the pass
+    set once. ``saturate_bits`` makes the shift that many bits smaller (not below 0), so the
+    largest products overflow the code range and the drain saturates them to ``±qmax(out_bits)``.
+    The threshold is ``mant * 2**exp``; ``mant`` None picks the median |D| of the pass
     (``D = g - P``) with ``exp = 0``, so the keep test goes both ways. ``sample`` (j;
     ``>= n_samples`` stores none), ``target_cp`` and ``dense`` go to the ReSpropSetting.
     Deterministic in ``seed``.
@@ -239,6 +242,7 @@ def random_resprop_program(
                     ("k_tiles", k_tiles)):
         _check_pos_int(name, v)
     _check_pos_int("sample", sample, 0)
+    _check_pos_int("saturate_bits", saturate_bits, 0)
     _check_pos_int("seed", seed, 0)
     if not _is_int(operand_bits) or not 2 <= operand_bits <= MAX_OPERAND_BITS:
         raise ValueError(f"operand_bits must be an int in [2, {MAX_OPERAND_BITS}], got {operand_bits!r}")
@@ -252,7 +256,7 @@ def random_resprop_program(
     if p.numel() >= 2:
         p.view(-1)[0], p.view(-1)[-1] = -(1 << (operand_bits - 1)), (1 << (operand_bits - 1)) - 1
     peak = int((a @ b).abs().max())
-    shift = min(MAX_SHIFT, max(0, peak.bit_length() - (out_bits - 1)))
+    shift = min(MAX_SHIFT, max(0, peak.bit_length() - (out_bits - 1) - saturate_bits))
     drain = Drain(0, shift=shift, out_bits=out_bits, resprop=True)
     tiles = (tile_m, tile_n, tile_k)
 

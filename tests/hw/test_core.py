@@ -325,24 +325,31 @@ def test_result_path_resprop_matches_ref(sparse):
     x2 / /2 step and the stored P read back after the next load equal ref's. The passes cover a
     sample straddling row tiles with ragged columns (about half kept against a 90 % target: the
     exponent steps down), one row per sample storing none with T = floor(2**-1) = 0 (steps up), a
-    dense pass (kept) and a threshold
-    ``qmax * 2**3`` above every |D| (the core clamps T)."""
+    dense pass (kept), a threshold ``qmax * 2**3`` above every |D| (the core clamps T), and a pass
+    whose codes saturate both ways (the difference is decided beside the saturation, per case)."""
     cfg = dataclasses.replace(preset("tiny"), sparse=sparse)
     tm, tn, ob = cfg.tile_m, cfg.tile_n, cfg.operand_bits
-    plans = ((3, tm + 1, tn + 1, 1, None, 0, 9000, False, ob - 1),
-             (tm + 2, 1, tn - 1, tm + 2, 1, -1, 1500, False, ob - 1),
-             (2, 2, tn, 1, 0, 2, 0, True, ob), (2, tm // 2 + 1, tn, 0, (1 << ob) - 1, 3, 0, False, ob))
+    plans = ((3, tm + 1, tn + 1, 1, None, 0, 9000, False, ob - 1, 0),
+             (tm + 2, 1, tn - 1, tm + 2, 1, -1, 1500, False, ob - 1, 0),
+             (2, 2, tn, 1, 0, 2, 0, True, ob, 0), (2, tm // 2 + 1, tn, 0, (1 << ob) - 1, 3, 0, False, ob, 0),
+             (3, tm + 1, tn + 1, 2, None, 0, 9000, False, ob - 1, 2))
     kept = dropped = 0
     steps = []
-    for i, (n, r, c, j, mant, exp, target, dense, out_bits) in enumerate(plans):
+    for i, (n, r, c, j, mant, exp, target, dense, out_bits, saturate_bits) in enumerate(plans):
         seed = 60 + i
         program = random_resprop_program(n_samples=n, rows_per_sample=r, cols=c, tile_m=tm, tile_n=tn,
                                          tile_k=cfg.tile_k, operand_bits=ob, acc_bits=cfg.acc_bits, out_bits=out_bits,
                                          sample=j, mant=mant, exp=exp, target_cp=target, dense=dense, k_tiles=2,
-                                         seed=seed)
+                                         saturate_bits=saturate_bits, seed=seed)
         print(f"n={n} r={r} c={c} j={j} threshold={program.resprop.mant}*2**{exp} target={target} dense={dense} "
-              f"seed={seed}")
+              f"saturate_bits={saturate_bits} seed={seed}")
         expected = evaluate(program)
+        if saturate_bits:
+            # The dense pass of the same program emits the codes g themselves.
+            codes = evaluate(dataclasses.replace(program, resprop=dataclasses.replace(program.resprop, dense=True)))
+            qmax = (1 << (out_bits - 1)) - 1
+            assert (codes.output == qmax).any() and (codes.output == -qmax).any()
+            assert ((codes.output.abs() < qmax) & (codes.output != 0)).any()
         run = run_core_amaranth(program, cfg, seed=seed, stall=0.3)
         for got, want, got_mask, want_mask in zip(run.tiles, expected.tiles, run.masks, expected.masks, strict=True):
             assert torch.equal(got, want) and torch.equal(got_mask, want_mask)

@@ -16,7 +16,7 @@ import torch
 
 from ref.contract import Drain, Program, TileGemm, evaluate, random_program
 from ref.contract.commands import ROUNDINGS
-from ref.contract.random_programs import MODES, mode_densities
+from ref.contract.random_programs import MODES, mode_densities, random_resprop_program
 from ref.numerics import requantize
 
 Z = 5.0
@@ -255,3 +255,18 @@ def test_invalid_arguments(kwargs: dict[str, object], match: str) -> None:
     base: dict[str, object] = {"mode": "a", "density": 0.5, **TILES, "operand_bits": 8, "acc_bits": 32, "seed": 0}
     with pytest.raises(ValueError, match=match):
         random_program(**{**base, **kwargs})
+
+
+def test_resprop_saturate_bits_shortens_the_shift_and_saturates_both_ways() -> None:
+    kw = {"n_samples": 2, "rows_per_sample": 5, "cols": 9, "tile_m": 4, "tile_n": 4, "tile_k": 8,
+          "operand_bits": 8, "acc_bits": 24, "out_bits": 6, "sample": 0, "dense": True, "seed": 5}
+    plain = random_resprop_program(**kw)
+    short = random_resprop_program(**kw, saturate_bits=2)
+    shifts = [next(c.shift for c in p.commands if isinstance(c, Drain)) for p in (plain, short)]
+    assert shifts[0] >= 2 and shifts[1] == shifts[0] - 2
+    qmax = (1 << (kw["out_bits"] - 1)) - 1
+    g = evaluate(short).output              # a dense pass emits the codes themselves
+    assert (g == qmax).any() and (g == -qmax).any()
+    assert int((g.abs() == qmax).sum()) > int((evaluate(plain).output.abs() == qmax).sum())
+    with pytest.raises(ValueError, match="saturate_bits must be an int >= 0, got -1"):
+        random_resprop_program(**kw, saturate_bits=-1)
