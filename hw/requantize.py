@@ -23,8 +23,9 @@ class Requantizer(wiring.Component):
     Latency 2: the inputs present in a cycle with ``en`` high are registered after the shift (with
     the round and sticky bits), then after the rounding decision and add; ``o_value`` (combinational from the second
     register: saturate, ReLU) shows their result two ``en`` cycles later and holds while ``en`` is
-    low. The split keeps the barrel shifter, the rounding carry chain and the saturation
-    comparators in separate clock periods.
+    low. The split keeps the barrel shifter and the rounding carry chain in separate clock
+    periods; the saturation's comparisons run beside the rounding add, from the unrounded value
+    (registered with it), so the saturation after the second register is a select only.
 
     Shifts of ``acc_bits + 1`` or more give the same result as ``acc_bits + 1`` (every accumulator
     value is then within ``(-1/4, 1/4]`` of 0 after scaling), so the shifter is only that wide.
@@ -177,9 +178,23 @@ class Requantizer(wiring.Component):
                 # half_away: ties go up for positive values, down (i.e. stay at floor) for negative.
                 above_half | (at_half & ~r_value[-1]))))
 
+        # The saturation's decisions for the rounded value q + round_up, made here from the
+        # registered q and limit L beside the rounding add rather than after it:
+        #   q + round_up > L   is  q > L, or round_up and q == L;
+        #   q + round_up < -L  is  q + L < 0, except round_up and q + L == -1 (q == ~L).
+        # Registered, they leave the second stage's saturation free of carry chains.
+        above_next = Signal()
+        below_next = Signal()
+        m.d.comb += [
+            above_next.eq((r_quotient > r_limit) | (round_up & (r_quotient == r_limit))),
+            below_next.eq((r_quotient + r_limit)[-1] & ~(round_up & (r_quotient == ~r_limit))),
+        ]
+
         # ---- second register: the rounded value ----
         s_rounded = Signal(signed(w + 2))
         s_limit = Signal(signed(w + 2))
+        s_above = Signal()
+        s_below = Signal()
         s_raw = Signal()
         s_value = Signal(signed(w))
         s_relu = Signal()
@@ -189,6 +204,8 @@ class Requantizer(wiring.Component):
             m.d.sync += [
                 s_rounded.eq(r_quotient + round_up),
                 s_limit.eq(r_limit),
+                s_above.eq(above_next),
+                s_below.eq(below_next),
                 s_raw.eq(r_out_bits == 0),
                 s_value.eq(r_value),
                 s_relu.eq(r_relu),
@@ -200,9 +217,10 @@ class Requantizer(wiring.Component):
         m.d.comb += [
             self.o_rounded.eq(s_rounded[:len(self.o_rounded)]),
             self.o_nonzero.eq(s_rounded != 0),
-            self.o_above.eq(s_rounded > s_limit),
-            self.o_below.eq(s_rounded < -s_limit),
-            saturated.eq(Mux(self.o_above, s_limit, Mux(self.o_below, -s_limit, s_rounded))),
+            self.o_above.eq(s_above),
+            self.o_below.eq(s_below),
+            # -L is ~L | 1: L = 2**k - 1 with k >= 1 is odd (a raw drain's L = 0 is not used here).
+            saturated.eq(Mux(s_above, s_limit, Mux(s_below, Cat(Const(1, 1), ~s_limit[1:]).as_signed(), s_rounded))),
         ]
         code = Signal(signed(w))
         m.d.comb += code.eq(Mux(s_raw, s_value, saturated))
