@@ -307,7 +307,7 @@ class SparseCore(wiring.Component):
         thr_m1 = Signal(cfg.operand_bits)
         thr_zero = Signal()
         m.d.sync += [thr_m1.eq(self.topk_threshold - 1), thr_zero.eq(self.topk_threshold == 0)]
-        requantized, mask_bits, codes, quantizers = [], [], [], []
+        quantizers = []
         for b, bank in enumerate(banks):
             rq = Requantizer(cfg.acc_bits, cfg.prune_tau_bits, code_bits=cfg.operand_bits,
                              thr_bits=cfg.operand_bits)
@@ -332,10 +332,7 @@ class SparseCore(wiring.Component):
                 rq.i_thr_zero.eq(thr_zero),
                 rq.en.eq((state == DRAIN) & advance),
             ]
-            requantized.append(rq.o_value)
             quantizers.append(rq)
-            mask_bits.append(rq.o_mask)
-            codes.append(rq.o_code)
         # ReSprop's difference: P is read with the banks and meets the code after the requantizer.
         m.submodules.resprop = resprop = DrainReSprop(
             lanes=lanes, tile_n=tn, operand_bits=cfg.operand_bits, acc_bits=cfg.acc_bits,
@@ -369,8 +366,8 @@ class SparseCore(wiring.Component):
                 resprop.i_above[b].eq(rq.o_above),
                 resprop.i_below[b].eq(rq.o_below),
             ]
-        out_values = [Mux(cmd.resprop, resprop.o_values[b], requantized[b]) for b in range(lanes)]
-        out_masks = [Mux(cmd.resprop, resprop.o_mask[b], mask_bits[b]) for b in range(lanes)]
+        out_values = [Mux(cmd.resprop, resprop.o_values[b], rq.o_value) for b, rq in enumerate(quantizers)]
+        out_masks = [Mux(cmd.resprop, resprop.o_mask[b], rq.o_mask) for b, rq in enumerate(quantizers)]
         with m.If((state == DRAIN) & advance):
             # The mask bit rides on the result beat, into the same output register (no added
             # latency); the requantizer decides it beside its saturation (Requantizer.o_mask).
@@ -391,7 +388,7 @@ class SparseCore(wiring.Component):
         summing = Signal()
         m.d.sync += summing.eq(pruned_beat)
         with m.If(pruned_beat):
-            m.d.sync += [reg.eq(code) for reg, code in zip(summed, codes, strict=True)]
+            m.d.sync += [reg.eq(rq.o_code) for reg, rq in zip(summed, quantizers, strict=True)]
         with m.If(self.prune_load):
             m.d.sync += self.prune_sum.eq(0)
         with m.Elif(summing):
