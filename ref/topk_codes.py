@@ -1,7 +1,8 @@
 """Integer (hardware-numerics) model of SWAT's top-K threshold unit (Raihan & Aamodt).
 
 The float policy (``ref.policies.swat``) keeps ``|v| >= thr`` where ``thr`` is the K-th largest
-``|v|`` of the whole tensor and ``K = topk_count(keep, n) = max(1, min(n, ceil(round(keep*n, 9))))``.
+``|v|`` of the whole tensor and ``K = topk_count(keep, n) = max(1, min(n, ceil(keep*n)))``
+(official float arithmetic; ``count_rule="rounded"`` takes ``ceil(round(keep*n, 9))``).
 On signed ``operand_bits``-bit codes the unit does the same exactly:
 
 - **Items and scores.** The tensor is ``n`` codes in row-major order, cut into ``n / slice_len``
@@ -12,7 +13,7 @@ On signed ``operand_bits``-bit codes the unit does the same exactly:
   ``b``-bit unsigned magnitude; a score needs ``b - 1 + slice_len.bit_length()`` bits.
 - **Keep count.** ``K`` (items to keep, ``1 <= K <= n / slice_len``) is given as an integer; the
   host derives it from the float ``keep = 1 - sparsity`` with :func:`keep_count`, the same
-  formula as ``topk_count`` (tested equal).
+  formula as ``topk_count`` for both ``count_rule`` values (tested equal).
 - **Threshold** = the K-th largest score, found exactly by a most-significant-bit-first radix
   select (:func:`radix_select`), one counting pass over the tensor per score bit: at bit ``j`` it
   counts the items whose score agrees with the threshold found so far on the bits above ``j`` and
@@ -24,7 +25,8 @@ On signed ``operand_bits``-bit codes the unit does the same exactly:
   and everything is kept (``|v| >= 0``), as in ``topk_mask``.
 - **Periodic threshold** (SWAT's efficient Top-K): the unit counts tensors modulo ``period``
   (``period`` 0 acts as 1). A tensor recomputes the threshold when no threshold is stored yet,
-  when ``force`` is set (warm-up epochs, linear layers: ``linear_exact``), or when the counter is
+  when ``force`` is set (warm-up epochs, linear layers: ``linear_exact``; the channel-structured
+  weight mask on every tensor: ``channel_recompute="always"``), or when the counter is
   0; otherwise it applies the stored threshold. ``restart`` sets the counter to 0 first: with
   ``restart`` on batch 0 of each epoch the counter equals ``batch % period``, the rule of
   ``SwatPolicy.recompute_now``. One model (and one unit) holds one stored threshold: SWAT's
@@ -40,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "COUNT_RULES",
     "PERIOD_BITS",
     "TopKResult",
     "TopKUnitModel",
@@ -55,9 +58,24 @@ __all__ = [
 PERIOD_BITS = 16
 
 
-def keep_count(keep: float, n: int) -> int:
-    """``K = ceil(keep * n)``, at least 1 and at most ``n`` (``ref.policies.swat.topk_count``)."""
-    return max(1, min(n, math.ceil(round(keep * n, 9))))
+COUNT_RULES = ("official", "rounded")
+
+
+def keep_count(keep: float, n: int, count_rule: str = "official") -> int:
+    """``K = ceil(keep * n)``, at least 1 and at most ``n`` (``ref.policies.swat.topk_count``).
+
+    ``"official"``: ``math.ceil(keep * n)`` on the float product, as the official SWAT
+    ``topk/drop.py`` (s = 0.7, n = 10: ``keep = 1 - 0.7 = 0.30000000000000004``, K = 4).
+    ``"rounded"``: ``ceil(round(keep * n, 9))``, immune to float noise in ``keep * n`` (K = 3 there);
+    the rule before the golden model followed the official code.
+    """
+    if count_rule == "official":
+        k = math.ceil(keep * n)
+    elif count_rule == "rounded":
+        k = math.ceil(round(keep * n, 9))
+    else:
+        raise ValueError(f"count_rule must be one of {COUNT_RULES}, got {count_rule!r}")
+    return max(1, min(n, k))
 
 
 def score_top_bit(operand_bits: int, slice_len: int) -> int:

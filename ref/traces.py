@@ -29,7 +29,9 @@ Tensor names per layer (present when applicable):
 Scalars: ``tau``, ``lfsr_state_before``/``lfsr_state_after`` (stochastic_prune, LFSR state
 before/after this layer's draws; layers draw in backward order), ``threshold_before``/
 ``threshold_after``, ``nz_percent``, ``target_nz_percent``, ``stored_sample`` (resprop), ``thr_w``,
-``thr_x``, ``recomputed`` (swat).
+``thr_x``, ``recomputed`` (swat: the periodic thresholds, X's and an unstructured W's, were
+recomputed), ``recomputed_w`` (swat: W's mask was recomputed; every iteration for the official
+channel-structured mask).
 """
 
 from __future__ import annotations

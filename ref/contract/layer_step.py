@@ -90,7 +90,8 @@ class LayerInputs:
     output, before the algorithm touches it). ``scales``: real value per code of x, w, dy.
     fwd_shift, bwi_shift: the requantizing Drains' shifts. Algorithm knobs (ignored by the others):
     prune_c_fixed / prune_seed (stochastic_prune: ``to_fixed(c, frac_bits)``, LFSR reseed value);
-    topk_keep / topk_slice_len_w (swat: kept fraction, 1 or R*S for channel top-K of W); p [K, P, Q]
+    topk_keep / topk_slice_len_w / topk_count_rule (swat: kept fraction, 1 or R*S for channel top-K of
+    W, how K is computed: ``ref.topk_codes.keep_count``'s ``count_rule``); p [K, P, Q]
     (resprop: stored sample, same scale as dy), resprop_load (mant, exp), resprop_target_cp,
     resprop_sample (the sample stored as the next P; ``>= N`` stores none). ``a_topk_threshold``
     (swat): the stored top-K threshold of this layer's activation A (the next layer's X) between
@@ -112,6 +113,7 @@ class LayerInputs:
     prune_seed: int = 1
     topk_keep: float = 1.0
     topk_slice_len_w: int = 1
+    topk_count_rule: str = "official"
     p: torch.Tensor | None = None
     resprop_load: tuple[int, int] = (0, 0)
     resprop_target_cp: int = 0
@@ -294,8 +296,9 @@ def layer_step(inp: LayerInputs, params: StepParams, backend: StepBackend | None
     w_fwd, x_bww = w, x
     if algo == "swat":
         sl = inp.topk_slice_len_w
-        tw = unit(TopKSelect(w, k=keep_count(inp.topk_keep, w.numel() // sl), slice_len=sl), TopKOut)
-        tx = unit(TopKSelect(x, k=keep_count(inp.topk_keep, x.numel()), slice_len=1), TopKOut)
+        rule = inp.topk_count_rule
+        tw = unit(TopKSelect(w, k=keep_count(inp.topk_keep, w.numel() // sl, rule), slice_len=sl), TopKOut)
+        tx = unit(TopKSelect(x, k=keep_count(inp.topk_keep, x.numel(), rule), slice_len=1), TopKOut)
         w_fwd, x_bww = tw.values, tx.values
         out.update(w_keep=tw.keep, w_threshold=tw.threshold, x_keep=tx.keep, x_threshold=tx.threshold)
     out.update(w_fwd=w_fwd, x_bww=x_bww)
@@ -405,7 +408,7 @@ def layer_inputs_from_trace(
     resprop's dy and P jointly with ``operand_bits - 1`` bits (see the module docstring). Shifts
     from :func:`calibrate_shift` on the float layer (dense operands). Knobs from the manifest's
     policy parameters and the record's scalars: the pruner constant ``to_fixed(c, prune_frac_bits)``
-    and an LFSR seed from ``lfsr_state_before``; swat's keep = 1 - sparsity and structure; ReSprop's
+    and an LFSR seed from ``lfsr_state_before``; swat's keep = 1 - sparsity, structure and count_rule; ReSprop's
     threshold (``threshold_before`` in dY code units, as ``threshold_code``), target and stored sample.
     """
     rec = trace.records[iteration_index]
@@ -455,7 +458,7 @@ def layer_inputs_from_trace(
         kw.update(prune_c_fixed=to_fixed(float(pol["c"]), params.prune_frac_bits),
                   prune_seed=int(sc.get("lfsr_state_before", 0)) % span + 1)
     if algo == "swat":
-        kw.update(topk_keep=1.0 - float(pol["sparsity"]),
+        kw.update(topk_keep=1.0 - float(pol["sparsity"]), topk_count_rule=str(pol.get("count_rule", "official")),
                   topk_slice_len_w=int(wf.shape[2] * wf.shape[3]) if pol.get("structure") == "channel" else 1)
     fwd_est = float(geom.fwd(xf, wf).abs().max()) / (sx * sw)
     bwi_est = float(geom.bwi(dyf, wf, xf.shape).abs().max()) / (sdy * sw)

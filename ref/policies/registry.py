@@ -59,7 +59,8 @@ def build_policies(
       ``dense_first_last``, ``sample_index``, ``include_linear`` (False).
     - swat: ``topk_period``, ``structure``, ``allocation`` ("uniform" | "erk"),
       ``dense_first_layer`` (None = True for uniform, False for erk), ``dense_last_layer`` (False),
-      ``warmup_epochs``, ``linear_exact``.
+      ``warmup_epochs``, ``linear_exact``, ``count_rule`` ("official" | "rounded"),
+      ``channel_recompute`` ("always" | "periodic").
     """
     s = resolve_sparsity(algo, sparsity)
     opts = dict(options or {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -113,3 +114,41 @@ def network_grads(
             out.append(grads[-1])
             opt.step()
     return out_p, out_r
+
+
+# -- SWAT's official Top-K, re-implemented from the facts of AamirRaihan/SWAT @bbe271a ----------------
+# (topk/drop.py, custom_layers/custom_conv.py, dynamic_sparsity.py), plain Python on nested lists and
+# sorting only, independent of ref.policies.swat and ref.topk_codes.
+
+
+def official_select_percentage(sparsity: float) -> float:
+    """The CIFAR code's kept fraction: main.py passes density 1 - s, layerSparsity.init stores the
+    layer sparsity 1 - density, customconv2d.sparsify_weight/activation use 1 - that."""
+    density = 1 - sparsity
+    layer_sparsity = 1 - density
+    return 1 - layer_sparsity
+
+
+def official_k(select_percentage: float, n: int) -> int:
+    """drop.py: ``int(math.ceil(select_percentage * n))``, n the element (or K*C slice) count
+    (Python 3's math.ceil already returns an int)."""
+    return math.ceil(select_percentage * n)
+
+
+def official_keep_flags(scores: list[float], k: int) -> list[bool]:
+    """drop.py's rule: thr = the k-th largest |score| (topk(k)[0][-1]); keep ``|score| >= thr``."""
+    thr = sorted((abs(s) for s in scores), reverse=True)[k - 1]
+    return [abs(s) >= thr for s in scores]
+
+
+def official_unstructured_keep(values: list[float], sparsity: float) -> list[bool]:
+    """drop_nhwc / matrix_drop on a flattened tensor."""
+    return official_keep_flags(values, official_k(official_select_percentage(sparsity), len(values)))
+
+
+def official_channel_keep(w: list, sparsity: float) -> list[list[bool]]:
+    """drop_structured on a nested [K][C][R][S] list: score = L1 over R x S, k over K*C slices."""
+    kk, cc = len(w), len(w[0])
+    scores = [sum(abs(v) for row in w[a][b] for v in row) for a in range(kk) for b in range(cc)]
+    flat = official_keep_flags(scores, official_k(official_select_percentage(sparsity), kk * cc))
+    return [flat[a * cc:(a + 1) * cc] for a in range(kk)]

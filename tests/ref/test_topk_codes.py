@@ -6,7 +6,13 @@ import random
 
 import pytest
 import torch
-from ref_testutil import make_conv
+from ref_testutil import (
+    make_conv,
+    official_channel_keep,
+    official_k,
+    official_select_percentage,
+    official_unstructured_keep,
+)
 
 from ref.policies.base import IterationInfo
 from ref.policies.swat import SwatPolicy, channel_mask, channel_scores, topk_count, topk_mask
@@ -25,9 +31,50 @@ from sim.topk_vectors import random_codes
 def test_keep_count_is_topk_count():
     rng = random.Random(0)
     keeps = [0.0, 1e-9, 0.1, 0.2, 0.3, 1 / 3, 0.7, 0.9, 0.999, 1.0] + [rng.random() for _ in range(200)]
+    keeps += [1.0 - s for s in (0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)]
     for keep in keeps:
         for n in (1, 2, 3, 7, 10, 100, 144, 1000, 4608, 9216, 12345):
             assert keep_count(keep, n) == topk_count(keep, n), (keep, n)
+            for rule in ("official", "rounded"):
+                assert keep_count(keep, n, rule) == topk_count(keep, n, rule), (keep, n, rule)
+
+
+def test_keep_count_follows_the_official_code():
+    """Default K = ceil(keep * n) on the float product (drop.py); s = 0.7, n = 10 keeps 4, the old
+    rounded rule 3."""
+    assert keep_count(1 - 0.7, 10) == 4 == official_k(official_select_percentage(0.7), 10)
+    assert keep_count(1 - 0.7, 10, "rounded") == 3
+    for s in (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99):
+        for n in range(1, 2001):
+            assert keep_count(1 - s, n) == official_k(official_select_percentage(s), n), (s, n)
+    with pytest.raises(ValueError, match="count_rule"):
+        keep_count(0.3, 10, "exact")
+
+
+@pytest.mark.parametrize("seed", [280, 281])
+def test_unit_masks_are_the_official_rule(seed):
+    """select_threshold + apply_threshold with keep_count's K, on >= 200 random code tensors (element
+    and channel mode, many ties), equal drop.py's rule (drop_nhwc, drop_structured) re-implemented."""
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    bits = 4
+    for i in range(120):
+        kind = ("random", "equal", "extreme", "sparse", "zeros")[i % 5]
+        s = rng.choice([0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, round(rng.random() * 0.99, 2), rng.random() * 0.99])
+        if i % 2:
+            n = rng.choice([rng.randint(1, 300), 10 * rng.randint(1, 30)])
+            codes = random_codes(rng, n, bits, kind)
+            thr = select_threshold(codes, keep_count(1 - s, n), operand_bits=bits)
+            assert apply_threshold(codes, thr)[0] == official_unstructured_keep([float(c) for c in codes], s), (i, s)
+        else:
+            shape = (rng.randint(1, 10), rng.choice([1, 2, 5, rng.randint(1, 6)]), rng.choice([1, 3]), 3)
+            n, slice_len = shape[0] * shape[1] * shape[2] * shape[3], shape[2] * shape[3]
+            codes = random_codes(rng, n, bits, kind)
+            k = keep_count(1 - s, shape[0] * shape[1])
+            thr = select_threshold(codes, k, operand_bits=bits, slice_len=slice_len)
+            nested = torch.tensor(codes, dtype=torch.float64).reshape(shape).tolist()
+            want = [f for row in official_channel_keep(nested, s) for f in row]
+            assert apply_threshold(codes, thr, slice_len)[0][::slice_len] == want, (i, shape, s)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -102,13 +149,18 @@ def test_channel_mode_equals_channel_mask(bits):
         assert apply_threshold(codes, thr, slice_len)[0] == want_mask.flatten().tolist()
 
 
-@pytest.mark.parametrize("structure", ["unstructured", "channel"])
-def test_period_logic_equals_swat_policy(structure):
-    """Stored threshold reuse, per-epoch restart and warm-up forcing, as SwatPolicy does them."""
+@pytest.mark.parametrize("structure,channel_recompute", [
+    ("unstructured", "always"), ("channel", "periodic"), ("channel", "always")])
+def test_period_logic_equals_swat_policy(structure, channel_recompute):
+    """Stored threshold reuse, per-epoch restart and warm-up forcing, as SwatPolicy does them. The
+    official channel-structured weight mask (channel_recompute='always') is a forced recompute on
+    every tensor."""
     rng = random.Random(7)
     layer = make_conv(1, 1, 3, False, cin=3, cout=4)
-    period, warmup, keep, bits = 3, 1, 0.3, 8
-    pol = SwatPolicy(layer.spec(), 1 - keep, topk_period=period, structure=structure, warmup_epochs=warmup)
+    period, warmup, sparsity, bits = 3, 1, 0.7, 8
+    pol = SwatPolicy(layer.spec(), sparsity, topk_period=period, structure=structure, warmup_epochs=warmup,
+                     channel_recompute=channel_recompute)
+    always = structure == "channel" and channel_recompute == "always"
     unit = TopKUnitModel(bits, 1024)
     slice_len = 9 if structure == "channel" else 1
     w = torch.tensor(random_codes(rng, 4 * 3 * 9, bits, "random"), dtype=torch.float64).reshape(4, 3, 3, 3)
@@ -122,15 +174,15 @@ def test_period_logic_equals_swat_policy(structure):
             pol.begin_iteration(IterationInfo(epoch=epoch, batch=batch, batches_per_epoch=5))
             plan = pol.forward(x, w, training=True)
             codes = [int(c) for c in w.flatten().tolist()]
-            got = unit.process(codes, keep_count(keep, len(codes) // slice_len), slice_len=slice_len, period=period,
-                               restart=batch == 0, force=epoch < warmup)
-            assert got.recomputed == bool(plan.scalars["recomputed"])
+            got = unit.process(codes, keep_count(1 - sparsity, len(codes) // slice_len), slice_len=slice_len,
+                               period=period, restart=batch == 0, force=epoch < warmup or always)
+            assert got.recomputed == bool(plan.scalars["recomputed_w"])
             assert got.threshold == plan.scalars["thr_w"]
             assert got.mask == plan.trace["swat_mask_w"].flatten().tolist()
             assert got.values == torch.where(plan.trace["swat_mask_w"], w, 0.0).flatten().long().tolist()
             seen.append(got.recomputed)
-    # Warm-up epoch recomputes always; later epochs at batches 0 and 3 only.
-    assert seen == [True] * 5 + [True, False, False, True, False] * 2
+    # Warm-up epoch recomputes always; later epochs at batches 0 and 3 only (official channel mask: always).
+    assert seen == [True] * 15 if always else [True] * 5 + [True, False, False, True, False] * 2
 
 
 def test_period_zero_and_one_recompute_every_tensor():
