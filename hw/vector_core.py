@@ -18,8 +18,11 @@ transpose, whichever skips more). Blocks:
 - A DRAIN reads one row per cycle through ``vector`` :class:`~hw.requantize.Requantizer` s onto
   ``o_data``, each element with its mask bit (ReLU ``value > 0``, or SWAT's keep bit).
 
-Commands run in order; a GEMM starts when its operands are stored and the previous command has
-finished (every row written back), so accumulating GEMMs and drains see every earlier write.
+Commands leave the queue in order. A GEMM starts when its operands are stored, the previous GEMM
+has finished (every row written back) and no drain reads its accumulator; a DRAIN starts when the
+previous drain has finished and no GEMM writes its accumulator. So accumulating GEMMs and drains
+see every earlier write, and the drain of one output tile runs under the GEMMs of the next (the
+lowering alternates two accumulators).
 
 Not yet on this core (the sparse core has them): the result path's pruner and ReSprop difference.
 """
@@ -182,16 +185,28 @@ class VectorCore(wiring.Component):
             mask_wr.en.eq(loader.mask_wr_en),
         ]
 
-        # ---- the command being executed ----------------------------------------------------------
-        current = Signal(desc_layout)
+        # ---- the commands being executed: a GEMM and a DRAIN may run at once ---------------------
+        # Commands leave the queue in order. A GEMM starts when no GEMM runs and no drain reads its
+        # accumulator; a DRAIN starts when no drain runs and no GEMM writes its accumulator. So a
+        # drain of one accumulator runs under the GEMMs of the next output tile on the other.
+        current = Signal(desc_layout)           # the GEMM
         cmd = current.cmd
+        draining_desc = Signal(desc_layout)     # the DRAIN
+        dcmd = draining_desc.cmd
         incoming = Signal(desc_layout)
         m.d.comb += incoming.eq(descriptors.r_data)
-        IDLE, RUN, DRAIN = 0, 1, 2
-        state = Signal(2, init=IDLE)
-        take = Signal()
-        m.d.comb += [take.eq((state == IDLE) & descriptors.r_rdy), descriptors.r_en.eq(take)]
-        starting_gemm = take & (incoming.cmd.op == OP_GEMM)
+        running = Signal()
+        draining = Signal()
+        is_gemm = incoming.cmd.op == OP_GEMM
+        starting_gemm = Signal()
+        starting_drain = Signal()
+        m.d.comb += [
+            starting_gemm.eq(descriptors.r_rdy & is_gemm & ~running
+                             & ~(draining & (dcmd.acc == incoming.cmd.acc))),
+            starting_drain.eq(descriptors.r_rdy & ~is_gemm & ~draining
+                              & ~(running & (cmd.acc == incoming.cmd.acc))),
+            descriptors.r_en.eq(starting_gemm | starting_drain),
+        ]
 
         # ---- lanes ---------------------------------------------------------------------------------
         lane_units = []
@@ -210,7 +225,7 @@ class VectorCore(wiring.Component):
         head_valid = Signal()                  # the read ports hold row ``head``
         head = Signal(range(tm))
         head_done = Signal()                   # row ``head`` leaves the dispatcher this cycle
-        dispatching = (state == RUN)
+        dispatching = running
         advance = ~head_valid | head_done
         m.d.comb += [
             row_rd.addr.eq(current.set * tm + fetch), row_rd.en.eq(advance),
@@ -251,7 +266,8 @@ class VectorCore(wiring.Component):
         sums_layout = data.ArrayLayout(signed(p.acc_bits), vec)
         m.submodules.acc = acc = Memory(shape=sums_layout, depth=acc_depth, init=[])
         acc_wr = acc.write_port()
-        acc_rd = acc.read_port()
+        acc_rd = acc.read_port()            # the write-back's read of the stored row
+        drain_rd = acc.read_port()          # the drain's
         live = Signal(acc_depth)
         # W0: the granted lane (lowest first; the dispatcher's zero write last).
         w0 = Signal(data.StructLayout({"valid": 1, "row": range(tm), "sums": sums_layout}))
@@ -271,10 +287,8 @@ class VectorCore(wiring.Component):
         w1 = Signal.like(w0)
         w1_live = Signal()
         m.d.sync += [w1.eq(w0), w1_live.eq(live.bit_select(cmd.acc * tm + w0.row, 1))]
-        drain_read = Signal()
-        drain_addr = Signal(range(acc_depth))
         m.d.comb += [
-            acc_rd.addr.eq(Mux(drain_read, drain_addr, cmd.acc * tm + w0.row)),
+            acc_rd.addr.eq(cmd.acc * tm + w0.row),
             wb_mask_rd.addr.eq(current.set * tm + w0.row),
         ]
         w1_mask = Signal(vec)
@@ -302,13 +316,13 @@ class VectorCore(wiring.Component):
         read_valid, held_valid = Signal(name="read_valid"), Signal(name="held_valid")
         round_valid, quant_valid = Signal(name="round_valid"), Signal(name="quant_valid")
         out_ready = ~self.o_data.valid | self.o_data.ready
-        draining = state == DRAIN
         issuing = draining & (drain_index != tm)
         step = draining & out_ready
-        m.d.comb += [drain_read.eq(draining), drain_addr.eq(cmd.acc * tm + drain_index), acc_rd.en.eq(~draining | step)]
+        m.d.comb += [drain_rd.addr.eq(dcmd.acc * tm + drain_index), drain_rd.en.eq(step)]
+        stored = data.View(sums_layout, drain_rd.data)
         read_live = Signal()
         with m.If(step):
-            m.d.sync += read_live.eq(live.bit_select(cmd.acc * tm + drain_index, 1))
+            m.d.sync += read_live.eq(live.bit_select(dcmd.acc * tm + drain_index, 1))
         thr_m1 = Signal(p.operand_bits)
         thr_zero = Signal()
         m.d.sync += [thr_m1.eq(self.topk_threshold - 1), thr_zero.eq(self.topk_threshold == 0)]
@@ -318,10 +332,10 @@ class VectorCore(wiring.Component):
             m.submodules[f"requantize{v}"] = rq
             held = Signal(signed(p.acc_bits), name=f"drain_value{v}")
             with m.If(step):
-                m.d.sync += held.eq(Mux(read_live, old[v], 0))
+                m.d.sync += held.eq(Mux(read_live, stored[v], 0))
             m.d.comb += [
-                rq.i_value.eq(held), rq.i_shift.eq(cmd.shift), rq.i_out_bits.eq(cmd.out_bits),
-                rq.i_rounding.eq(cmd.rounding), rq.i_relu.eq(cmd.relu), rq.i_topk.eq(cmd.topk),
+                rq.i_value.eq(held), rq.i_shift.eq(dcmd.shift), rq.i_out_bits.eq(dcmd.out_bits),
+                rq.i_rounding.eq(dcmd.rounding), rq.i_relu.eq(dcmd.relu), rq.i_topk.eq(dcmd.topk),
                 rq.i_thr_m1.eq(thr_m1), rq.i_thr_zero.eq(thr_zero), rq.en.eq(step),
             ]
             quantizers.append(rq)
@@ -341,23 +355,17 @@ class VectorCore(wiring.Component):
         lanes_idle = ~Cat(lane.busy for lane in lane_units).any()
         writeback_idle = ~w0.valid & ~w1.valid & ~w2.valid
         m.d.comb += [loader.release.eq(0), loader.release_set.eq(current.set)]
-        with m.Switch(state):
-            with m.Case(IDLE):
-                with m.If(take):
-                    m.d.sync += current.eq(incoming)
-                    with m.If(incoming.cmd.op == OP_GEMM):
-                        m.d.sync += [state.eq(RUN), fetch.eq(0), head_valid.eq(0)]
-                    with m.Else():
-                        m.d.sync += [state.eq(DRAIN), drain_index.eq(0), read_valid.eq(0), held_valid.eq(0),
-                                     round_valid.eq(0), quant_valid.eq(0)]
-            with m.Case(RUN):
-                with m.If((fetch == tm) & ~head_valid & lanes_idle & writeback_idle):
-                    m.d.comb += loader.release.eq(1)
-                    m.d.sync += state.eq(IDLE)
-            with m.Case(DRAIN):
-                with m.If(~issuing & ~read_valid & ~held_valid & ~round_valid & ~quant_valid & out_ready):
-                    m.d.sync += state.eq(IDLE)
-        m.d.comb += self.idle.eq((state == IDLE) & ~descriptors.r_rdy & ~loader.busy & ~self.i_cmd.valid &
+        with m.If(starting_gemm):
+            m.d.sync += [current.eq(incoming), running.eq(1), fetch.eq(0), head_valid.eq(0)]
+        with m.Elif(running & (fetch == tm) & ~head_valid & lanes_idle & writeback_idle):
+            m.d.comb += loader.release.eq(1)
+            m.d.sync += running.eq(0)
+        with m.If(starting_drain):
+            m.d.sync += [draining_desc.eq(incoming), draining.eq(1), drain_index.eq(0), read_valid.eq(0),
+                         held_valid.eq(0), round_valid.eq(0), quant_valid.eq(0)]
+        with m.Elif(draining & ~issuing & ~read_valid & ~held_valid & ~round_valid & ~quant_valid & out_ready):
+            m.d.sync += draining.eq(0)
+        m.d.comb += self.idle.eq(~running & ~draining & ~descriptors.r_rdy & ~loader.busy & ~self.i_cmd.valid &
                                  ~self.o_data.valid)
 
         # ---- counters --------------------------------------------------------------------------------

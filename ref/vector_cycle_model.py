@@ -15,7 +15,11 @@ descriptor is offered the cycle after, enters the 4-entry queue at the end of th
 readable one cycle later; the next command can be taken in that cycle too. A DRAIN's descriptor
 is offered the cycle after the DRAIN was taken.
 
-*GEMM* (compute state RUN, from the cycle after it was taken). Row 0 is read in the first cycle
+*Order.* Commands leave the queue in order: a GEMM when no GEMM runs and no DRAIN reads its
+accumulator, a DRAIN when no DRAIN runs and no GEMM writes its accumulator; so a drain runs under
+the next output tile's GEMMs.
+
+*GEMM* (from the cycle after it was taken). Row 0 is read in the first cycle
 and offered in the next; the dispatcher offers one row per cycle at most. A row with work goes to
 the lowest-numbered lane whose input register is free or empties this cycle; a row without work
 takes no lane, except that a row that accumulates under a partial mask must win the write port
@@ -161,8 +165,9 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
     load_set = 0
     load_beats = 0
 
-    state = "IDLE"
-    current = -1
+    running = draining = False      # the compute engine runs a GEMM; the drain engine a DRAIN
+    gemm_acc = drain_acc = -1
+    taken = -1                      # the last command taken from the queue
     cur_set = 0
     rows: list[tuple[int, str]] = []
     fetch = 0
@@ -183,7 +188,13 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
                 take_cmd = next_cmd
         push = desc_pending is not None and t >= desc_from and len(queue) < DESCRIPTOR_QUEUE
         # Compute.
-        take = state == "IDLE" and bool(queue) and queue[0][2] <= t
+        take = False
+        if queue and queue[0][2] <= t:
+            head_cmd = commands[queue[0][0]]
+            if isinstance(head_cmd, TileGemm):
+                take = not running and not (draining and drain_acc == head_cmd.acc)
+            else:
+                take = not draining and not (running and gemm_acc == head_cmd.acc)
         lane_ready = []
         lane_issue = []
         for lane in lanes_state:
@@ -196,7 +207,7 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
         head_done = False
         pick = None
         zero_grant = False
-        if state == "RUN" and head_valid:
+        if running and head_valid:
             kind = rows[head][1]
             if kind == "lane":
                 pick = next((j for j, r in enumerate(lane_ready) if r), None)
@@ -207,19 +218,16 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
             else:
                 head_done = True
         w0 = grant is not None or zero_grant
-        run_done = (state == "RUN" and fetch == tile_m and not head_valid and not w0 and not any(wb)
+        run_done = (running and fetch == tile_m and not head_valid and not w0 and not any(wb)
                     and not any(lane.busy() for lane in lanes_state))
-        beat_now = state == "DRAIN" and drain_start + DRAIN_FIRST_BEAT <= t < drain_start + DRAIN_FIRST_BEAT + tile_m
+        beat_now = draining and drain_start + DRAIN_FIRST_BEAT <= t < drain_start + DRAIN_FIRST_BEAT + tile_m
         if beat_now:
             last_beat = t
-        drain_done = state == "DRAIN" and t == drain_start + DRAIN_FIRST_BEAT + tile_m - 1
+        drain_done = draining and t == drain_start + DRAIN_FIRST_BEAT + tile_m - 1
         # ---- statistics ----
-        if state == "RUN":
-            gemm_cycles += 1
-        elif state == "DRAIN":
-            drain_cycles += 1
-        elif current < len(commands) - 1:
-            wait_cycles += 1
+        gemm_cycles += running
+        drain_cycles += draining
+        wait_cycles += not running and not draining and taken < len(commands) - 1
         # ---- edge at the end of cycle t ----
         if take_cmd is not None:
             cmd = commands[take_cmd]
@@ -258,30 +266,27 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
             if pick == j:
                 lane.pending = (head, rows[head][0])
         wb = [w0, *wb[:-1]]
-        if state == "RUN":
+        if running:
             if head_done or not head_valid:
                 head_valid = fetch != tile_m
                 head = fetch
                 fetch = min(fetch + 1, tile_m)
             if run_done:
                 used[cur_set] = False   # the loader may take a GEMM into this set next cycle
-                state = "IDLE"
-        elif state == "DRAIN" and drain_done:
-            state = "IDLE"
-            if current == len(commands) - 1:
-                break
+                running = False
+        if drain_done:
+            draining = False
         if take:
-            index, cur_set, _ = queue.popleft()
-            current = index
+            index, command_set, _ = queue.popleft()
+            taken = index
             cmd = commands[index]
             if isinstance(cmd, TileGemm):
-                state = "RUN"
+                running, gemm_acc, cur_set = True, cmd.acc, command_set
                 rows = _gemm_rows(cmd, tile_m=tile_m, tile_k=tile_k, vector=vector, sparse=sparse)
                 fetch, head_valid = 0, False
             else:
-                state = "DRAIN"
-                drain_start = t
-        if state == "IDLE" and current == len(commands) - 1 and not queue and take_cmd is None and not take:
+                draining, drain_acc, drain_start = True, cmd.acc, t
+        if taken == len(commands) - 1 and not running and not draining:
             break
         t += 1
         if t > max_cycles:
