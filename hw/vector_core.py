@@ -55,7 +55,7 @@ class VectorCoreParams:
     """Geometry and widths of a :class:`VectorCore` (validated on construction).
 
     lanes: vector lanes, 1..32.  vector: MACs per lane and the tile's columns (``tile_n``), 1..64,
-    a multiple of ``bus_elems``.  tile_m: rows of a tile, 1..1024.  tile_k: the reduction length of
+    a multiple or a divisor of ``bus_elems``.  tile_m: rows of a tile, 1..1024.  tile_k: the reduction length of
     a tile, a multiple of ``bus_elems``, 1..1024.  operand_bits: 2..18.  acc_bits: at least
     ``2 * operand_bits``, at most 62.  bus_elems: operands per data beat.  accumulators: tiles of
     sums on chip, 1..8.  counter_bits: 8..64.  target: multiplier implementation
@@ -83,10 +83,12 @@ class VectorCoreParams:
                 raise ValueError(f"vector core {name} must be an integer in {low}..{high}, not {value!r}")
         if not 2 * self.operand_bits <= self.acc_bits <= 62:
             raise ValueError(f"vector core acc_bits must be in {2 * self.operand_bits}..62, not {self.acc_bits!r}")
-        for name in ("vector", "tile_k"):
-            if getattr(self, name) % self.bus_elems:
-                raise ValueError(f"vector core {name} must be a multiple of bus_elems = {self.bus_elems}, "
-                                 f"not {getattr(self, name)}")
+        if self.tile_k % self.bus_elems:
+            raise ValueError(f"vector core tile_k must be a multiple of bus_elems = {self.bus_elems}, "
+                             f"not {self.tile_k}")
+        if self.vector % self.bus_elems and self.bus_elems % self.vector:
+            raise ValueError(f"vector core vector must be a multiple or a divisor of bus_elems = {self.bus_elems} "
+                             f"(whole B rows per beat), not {self.vector}")
         if self.target not in TARGETS:
             raise ValueError(f"vector core target must be one of {TARGETS}, not {self.target!r}")
 

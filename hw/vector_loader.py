@@ -8,8 +8,9 @@ order (docs/design_study.md, "The vector core"):
    ``ceil(nnz / bus_elems)`` beats of its nonzeros packed from the lowest k up (as the sparse
    core's); a dense row is ``tile_k / bus_elems`` value beats. Each row is assembled in a register
    and written whole, one memory word per row (bitmap, values), from that register.
-2. B's rows ``k = 0 .. tile_k-1``, dense: ``vector / bus_elems`` beats each (the lanes keep B by
-   rows, so B travels by rows); each assembled row is written into every lane's copy.
+2. B's rows ``k = 0 .. tile_k-1``, dense, row-major: ``vector / bus_elems`` beats each, or
+   ``bus_elems / vector`` rows per beat (the lanes keep B by rows, so B travels by rows); each
+   row is written into every lane's copy, one row per cycle.
 3. The mask rows, if any: ``ceil(vector / bus_bits)`` beats per row, one memory word per row.
 
 Its descriptor (the command and the set) is offered once the last beat is stored. The set stays
@@ -68,8 +69,8 @@ class VectorLoader(wiring.Component):
 
     def __init__(self, *, command_layout: data.StructLayout, operand_bits: int, tile_m: int, tile_k: int,
                  vector: int, bus_elems: int, sparse: bool) -> None:
-        if vector % bus_elems:
-            raise ValueError(f"VectorLoader vector ({vector}) must be a multiple of bus_elems ({bus_elems})")
+        if vector % bus_elems and bus_elems % vector:
+            raise ValueError(f"VectorLoader vector ({vector}) and bus_elems ({bus_elems}) must divide one another")
         if tile_k % bus_elems:
             raise ValueError(f"VectorLoader tile_k ({tile_k}) must be a multiple of bus_elems ({bus_elems})")
         self._cmd_layout = command_layout
@@ -102,7 +103,8 @@ class VectorLoader(wiring.Component):
         bits, tm, tk, vec, be, bus_bits = self._bits, self._tm, self._tk, self._vec, self._be, self._bus_bits
         bitmap_beats = _ceil_div(tk, bus_bits)
         dense_beats = tk // be
-        b_beats = vec // be                  # beats per B row
+        b_beats = max(1, vec // be)          # beats per B row
+        rows_per_beat = max(1, be // vec)    # B rows per beat (a wide bus): written one per cycle
         mask_beats = _ceil_div(vec, bus_bits)
 
         cmd = Signal(self._cmd_layout)
@@ -192,15 +194,33 @@ class VectorLoader(wiring.Component):
                     m.d.sync += [row.eq(0), beat.eq(0)]
                     m.next = "B_ROWS"
             with m.State("B_ROWS"):
-                m.d.comb += self.i_data.ready.eq(row != tk)
-                with m.If(got):
-                    for j in range(b_beats):
-                        with m.If(beat == j):
-                            m.d.sync += Cat(b_row[j * be + e] for e in range(be)).eq(beat_in)
-                    with m.If(beat == b_beats - 1):
-                        m.d.sync += [b_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
-                    with m.Else():
-                        m.d.sync += beat.eq(beat + 1)
+                if rows_per_beat == 1:
+                    m.d.comb += self.i_data.ready.eq(row != tk)
+                    with m.If(got):
+                        for j in range(b_beats):
+                            with m.If(beat == j):
+                                m.d.sync += Cat(b_row[j * be + e] for e in range(be)).eq(beat_in)
+                        with m.If(beat == b_beats - 1):
+                            m.d.sync += [b_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
+                        with m.Else():
+                            m.d.sync += beat.eq(beat + 1)
+                else:
+                    # A beat holds rows_per_beat rows: the first is written from the beat, the
+                    # others from a copy of it in the following cycles (one row write per cycle).
+                    held = Signal(bus_bits)
+                    sub = Signal(range(rows_per_beat))
+                    m.d.comb += self.i_data.ready.eq((row != tk) & (sub == 0))
+                    source = Mux(sub == 0, beat_in, held)
+                    part = Signal(vec * bits)
+                    with m.Switch(sub):
+                        for j in range(rows_per_beat):
+                            with m.Case(j):
+                                m.d.comb += part.eq(source[j * vec * bits:(j + 1) * vec * bits])
+                    with m.If(got | (sub != 0)):
+                        m.d.sync += [b_row.eq(part), b_write.eq(1), write_row.eq(row), row.eq(row + 1),
+                                     sub.eq(Mux(sub == rows_per_beat - 1, 0, sub + 1))]
+                    with m.If(got):
+                        m.d.sync += held.eq(beat_in)
                 with m.If(row == tk):
                     m.d.sync += [row.eq(0), beat.eq(0)]
                     with m.If(cmd.has_mask):

@@ -9,8 +9,9 @@ from its registers, and it is checked cycle for cycle against the RTL in
 *Loader.* A command is taken when the loader is idle, its previous descriptor is gone and, for a
 GEMM, one of the two buffer sets is free. A GEMM then takes its beats one per cycle: A's rows
 (``ceil(tile_k / bus_bits) + ceil(nnz / bus_elems)`` beats for a bitmap row, ``tile_k /
-bus_elems`` for a dense one), one idle cycle, B's rows (``tile_k * vector / bus_elems``), one
-idle cycle, and with a mask its rows (``ceil(vector / bus_bits)`` each) and one idle cycle. Its
+bus_elems`` for a dense one), one idle cycle, B's rows (``tile_k * vector / bus_elems`` beats;
+a beat of several rows writes one per cycle, so at least ``tile_k`` cycles), one idle cycle, and
+with a mask its rows (``ceil(vector / bus_bits)`` each) and one idle cycle. Its
 descriptor is offered the cycle after, enters the 4-entry queue at the end of that cycle and is
 readable one cycle later; the next command can be taken in that cycle too. A DRAIN's descriptor
 is offered the cycle after the DRAIN was taken.
@@ -134,7 +135,7 @@ def _gemm_beats(cmd: TileGemm, *, tile_m: int, tile_k: int, vector: int, bus_ele
         n_a = sum(_ceil_div(tile_k, bus_bits) + _ceil_div(int((a[r] != 0).sum()), bus_elems) for r in range(tile_m))
     else:
         n_a = tile_m * (tile_k // bus_elems)
-    n_b = tile_k * (vector // bus_elems)
+    n_b = _ceil_div(tile_k * vector, bus_elems)
     n_m = tile_m * _ceil_div(vector, bus_bits) if cmd.out_mask is not None else 0
     return n_a, n_b, n_m
 
@@ -237,7 +238,9 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
                 n_a, n_b, n_m = _gemm_beats(cmd, tile_m=tile_m, tile_k=tile_k, vector=vector, bus_elems=bus_elems,
                                             bus_bits=bus_bits, sparse=sparse)
                 load_beats += n_a + n_b + n_m
-                length = n_a + 1 + n_b + 1 + (n_m + 1 if cmd.out_mask is not None else 0)
+                # B takes a cycle per row at least: a beat of several rows writes one per cycle.
+                b_cycles = max(n_b, tile_k)
+                length = n_a + 1 + b_cycles + 1 + (n_m + 1 if cmd.out_mask is not None else 0)
                 loader_busy_until = t + length
                 desc_pending, desc_from = (take_cmd, load_set), t + length + 1
             else:

@@ -73,9 +73,10 @@ def encode_vector_program(program: Program, params: VectorCoreParams) -> VectorE
                     beats += [_pack(nonzeros[j:j + be], bits) for j in range(0, len(nonzeros), be)]
                 else:
                     beats += [_pack(values[j:j + be], bits) for j in range(0, len(values), be)]
-            for k in range(params.tile_k):
-                row = [int(v) for v in b[k].tolist()]
-                beats += [_pack(row[j:j + be], bits) for j in range(0, len(row), be)]
+            # B by rows, row-major: a row spans vector / bus_elems beats, or a beat holds
+            # bus_elems / vector rows.
+            flat = [int(v) for v in b.flatten().tolist()]
+            beats += [_pack(flat[j:j + be], bits) for j in range(0, len(flat), be)]
             if cmd.out_mask is not None:
                 for r in range(params.tile_m):
                     word = sum(1 << c for c, v in enumerate(cmd.out_mask[r].tolist()) if v)

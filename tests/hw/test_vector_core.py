@@ -86,9 +86,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("mode", "density", "a_format", "stall"), CASES)
-@pytest.mark.parametrize("sparse", [True, False])
-def test_vector_core_matches_ref(mode, density, a_format, stall, sparse):
-    params = dataclasses.replace(SMALL, sparse=sparse)
+@pytest.mark.parametrize(("sparse", "bus_elems"), [(True, 4), (False, 4), (True, 8)])
+def test_vector_core_matches_ref(mode, density, a_format, stall, sparse, bus_elems):
+    params = dataclasses.replace(SMALL, sparse=sparse, bus_elems=bus_elems)
     seed = 31 + int(100 * density) + 7 * CASES.index((mode, density, a_format, stall))
     print(f"seed {seed}")
     program = random_program(mode=mode, density=density, tile_m=params.tile_m, tile_n=params.vector,
@@ -168,9 +168,11 @@ def test_vector_core_masks_that_change_between_accumulating_gemms():
     ("dense", 1.0, "dense"), ("a", 0.0, "bitmap"),
 ])
 @pytest.mark.parametrize("sparse", [True, False])
-def test_cycle_model_equals_the_rtl(mode, density, a_format, sparse):
-    """ref.vector_cycle_model predicts the core's cycles exactly when no stream stalls."""
-    params = dataclasses.replace(SMALL, sparse=sparse)
+@pytest.mark.parametrize("bus_elems", [4, 8])
+def test_cycle_model_equals_the_rtl(mode, density, a_format, sparse, bus_elems):
+    """ref.vector_cycle_model predicts the core's cycles exactly when no stream stalls (also with a
+    bus wider than a B row)."""
+    params = dataclasses.replace(SMALL, sparse=sparse, bus_elems=bus_elems)
     seed = 500 + int(1000 * density)
     print(f"seed {seed}")
     program = random_program(mode=mode, density=density, tile_m=params.tile_m, tile_n=params.vector,
