@@ -240,7 +240,9 @@ class VectorCore(wiring.Component):
         row = data.View(row_layout, row_rd.data)
         mask_row = Signal(vec)
         m.d.comb += mask_row.eq(Mux(cmd.has_mask, mask_rd.data, (1 << vec) - 1))
-        has_work = (row.bitmap != 0) & (mask_row != 0) if p.sparse else (row.bitmap != 0)
+        # An empty row is not stored (its memory word is stale): the loader's empty bit says so.
+        row_empty = loader.empty.bit_select(current.set * tm + head, 1)
+        has_work = ~row_empty & (mask_row != 0) if p.sparse else Const(1, 1)
         # Rows without work: fully masked (or not accumulating) rows are zeroed by the live bit; a row
         # that accumulates under a partial mask needs its masked sums zeroed by a write of zeros.
         zero_write = head_valid & ~has_work & cmd.accumulate & (mask_row != 0) & (mask_row != (1 << vec) - 1)

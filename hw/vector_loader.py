@@ -4,10 +4,13 @@ It takes one command at a time from ``i_cmd``. A DRAIN goes straight to the desc
 GEMM waits for a free buffer set, then takes its beats from ``i_data`` in the vector core's wire
 order (docs/design_study.md, "The vector core"):
 
-1. A's rows ``m = 0 .. tile_m-1``: a bitmap row is ``ceil(tile_k / bus_bits)`` bitmap beats and
-   ``ceil(nnz / bus_elems)`` beats of its nonzeros packed from the lowest k up (as the sparse
-   core's); a dense row is ``tile_k / bus_elems`` value beats. Each row is assembled in a register
-   and written whole, one memory word per row (bitmap, values), from that register.
+1. A's rows ``m = 0 .. tile_m-1``. Dense rows: ``tile_k / bus_elems`` value beats each. Bitmap
+   rows come in groups of ``G = max(1, bus_bits // tile_k)`` rows: the group's bitmaps in
+   ``ceil(G * tile_k / bus_bits)`` beats (row ``g*G + i`` at bits ``[i*tile_k, (i+1)*tile_k)``
+   of the concatenated beats; rows past ``tile_m`` all zero), then, for each nonempty row of the
+   group in order, ``ceil(nnz / bus_elems)`` beats of its nonzeros packed from the lowest k up.
+   An empty row sends no values and is not stored: its bit in ``empty`` tells the dispatcher. A
+   stored row is assembled in a register and written whole, one memory word (bitmap, values).
 2. B's rows ``k = 0 .. tile_k-1``, dense, row-major: ``vector / bus_elems`` beats each, or
    ``bus_elems / vector`` rows per beat (the lanes keep B by rows, so B travels by rows); each
    row is written into every lane's copy, one row per cycle.
@@ -20,7 +23,7 @@ after its last beat), so the data bus never drives a memory's inputs directly.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,6 +68,8 @@ class VectorLoader(wiring.Component):
         Mask memory write (address ``set * tile_m + m``, ``vector`` bits).
     busy : Out(1)      a command is being taken or its operands loaded
     starved : Out(1)   a beat was wanted and ``i_data`` had none
+    empty : Out(BUFFER_SETS * tile_m)
+        Per buffer set and row: the row has no nonzeros (bit ``set * tile_m + m``); 0 for dense rows.
     """
 
     def __init__(self, *, command_layout: data.StructLayout, operand_bits: int, tile_m: int, tile_k: int,
@@ -96,12 +101,12 @@ class VectorLoader(wiring.Component):
             "mask_wr_data": Out(vector),
             "busy": Out(1),
             "starved": Out(1),
+            "empty": Out(BUFFER_SETS * tile_m),
         })
 
     def elaborate(self, platform):
         m = Module()
         bits, tm, tk, vec, be, bus_bits = self._bits, self._tm, self._tk, self._vec, self._be, self._bus_bits
-        bitmap_beats = _ceil_div(tk, bus_bits)
         dense_beats = tk // be
         b_beats = max(1, vec // be)          # beats per B row
         rows_per_beat = max(1, be // vec)    # B rows per beat (a wide bus): written one per cycle
@@ -116,9 +121,19 @@ class VectorLoader(wiring.Component):
             m.d.sync += used.bit_select(self.release_set, 1).eq(0)
 
         # Counters of the load: row (A, mask) or k (B), and the beat within the row.
-        row = Signal(range(max(tm, tk) + 1))
-        beat = Signal(range(max(bitmap_beats, dense_beats, b_beats, mask_beats, _ceil_div(tk, be)) + 1))
-        value_beats = Signal(range(_ceil_div(tk, be) + 1))   # value beats of the current bitmap row
+        row = Signal(range(max(tm, tk) + bus_bits // min(tk, bus_bits) + 1))
+        beat = Signal(range(max(dense_beats, b_beats, mask_beats, _ceil_div(tk, be), _ceil_div(tk, bus_bits)) + 1))
+        # Bitmap rows come in groups: one bitmap beat for ``group`` rows when a row's bitmap fits
+        # in a beat several times, then the value beats of each nonempty row of the group in order.
+        group = max(1, bus_bits // tk)
+        group_beats = _ceil_div(group * tk, bus_bits)
+        group_maps = Signal(group * tk)
+        todo = Signal(group)                 # nonempty rows of the group whose values are still due
+        todo_low = Signal(group)
+        m.d.comb += todo_low.eq(todo & -todo)
+        value_beats = Array(Signal(range(_ceil_div(tk, be) + 1), name=f"value_beats{i}") for i in range(group))
+        empty = Signal(BUFFER_SETS * tm)     # per set and row: no nonzeros (the row is not stored)
+        m.d.comb += self.empty.eq(empty)
 
         # The row being assembled, written from registers one cycle after its last beat.
         a_row = Signal(self.row_layout)
@@ -149,48 +164,65 @@ class VectorLoader(wiring.Component):
                 with m.If(self.i_cmd.valid & self.i_cmd.ready):
                     m.d.sync += [cmd.eq(self.i_cmd.payload), row.eq(0), beat.eq(0)]
                     with m.If(self.i_cmd.payload.op == OP_GEMM):
-                        m.d.sync += [cur_set.eq(free_set), used.bit_select(free_set, 1).eq(1)]
+                        m.d.sync += [cur_set.eq(free_set), used.bit_select(free_set, 1).eq(1), todo.eq(0)]
+                        for r in range(tm):   # dense rows are never empty
+                            m.d.sync += empty.bit_select(free_set * tm + r, 1).eq(0)
                         m.next = "A_ROWS"
                     with m.Else():
                         m.d.sync += desc_valid.eq(1)
             with m.State("A_ROWS"):
-                m.d.comb += self.i_data.ready.eq(row != tm)
-                bitmap_row = cmd.a_bitmap if self._sparse else Const(0)
-                # Value beat index of this beat and whether it ends the row.
-                index = Signal(range(max(dense_beats, bitmap_beats) + 1))
-                m.d.comb += index.eq(Mux(bitmap_row, beat - bitmap_beats, beat))
-                last_value = Mux(bitmap_row, index == value_beats - 1, index == dense_beats - 1)
-                with m.If(got & bitmap_row & (beat < bitmap_beats)):
-                    # Bitmap beat j fills bits [j*bus_bits, (j+1)*bus_bits) of the row's bitmap
-                    # (bits at k >= tile_k are ignored).
-                    assembled = Signal(tk)
-                    m.d.comb += assembled.eq(a_row.bitmap)
-                    for j in range(bitmap_beats):
-                        width = min(bus_bits, tk - j * bus_bits)
+                m.d.comb += self.i_data.ready.eq(row < tm)
+                bitmap_rows = cmd.a_bitmap if self._sparse else Const(0)
+                with m.If(~bitmap_rows):
+                    # Dense rows: tile_k / bus_elems value beats each; every k is issued.
+                    with m.If(got):
+                        for j in range(dense_beats):
+                            with m.If(beat == j):
+                                m.d.sync += Cat(a_row.values[j * be + e] for e in range(be)).eq(beat_in)
+                        with m.If(beat == dense_beats - 1):
+                            m.d.sync += [a_row.bitmap.eq((1 << tk) - 1), a_write.eq(1), write_row.eq(row),
+                                         row.eq(row + 1), beat.eq(0)]
+                        with m.Else():
+                            m.d.sync += beat.eq(beat + 1)
+                with m.Elif(todo == 0):
+                    # A group's bitmap beat(s): the bitmaps of rows row .. row + group - 1.
+                    assembled = Signal(group * tk)
+                    m.d.comb += assembled.eq(group_maps)
+                    for j in range(group_beats):
+                        width = min(bus_bits, group * tk - j * bus_bits)
                         with m.If(beat == j):
                             m.d.comb += assembled[j * bus_bits:j * bus_bits + width].eq(beat_in[:width])
-                    m.d.sync += [a_row.bitmap.eq(assembled), beat.eq(beat + 1)]
-                    with m.If(beat == bitmap_beats - 1):
-                        # The complete bitmap tells how many value beats follow: none for an empty row.
-                        nnz = Signal(range(tk + 1))
-                        m.d.comb += nnz.eq(popcount(assembled, tk))
-                        m.d.sync += value_beats.eq((nnz + be - 1) // be)
-                        with m.If(nnz == 0):
-                            m.d.sync += [a_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
-                with m.Elif(got):
-                    for j in range(dense_beats):
-                        with m.If(index == j):
-                            m.d.sync += Cat(a_row.values[j * be + e] for e in range(be)).eq(beat_in)
-                    if not self._sparse:
-                        m.d.sync += a_row.bitmap.eq((1 << tk) - 1)
-                    else:
-                        with m.If(~bitmap_row):
-                            m.d.sync += a_row.bitmap.eq((1 << tk) - 1)
-                    with m.If(last_value):
-                        m.d.sync += [a_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
-                    with m.Else():
-                        m.d.sync += beat.eq(beat + 1)
-                with m.If(row == tm):
+                    with m.If(got):
+                        m.d.sync += [group_maps.eq(assembled), beat.eq(beat + 1)]
+                        with m.If(beat == group_beats - 1):
+                            nonempty = Cat(assembled[i * tk:(i + 1) * tk].any() for i in range(group))
+                            in_tile = Cat(row + i < tm for i in range(group))
+                            m.d.sync += [todo.eq(nonempty & in_tile), beat.eq(0)]
+                            for i in range(group):
+                                m.d.sync += value_beats[i].eq(
+                                    (popcount(assembled[i * tk:(i + 1) * tk], tk) + be - 1) // be)
+                                with m.If(in_tile[i]):
+                                    m.d.sync += empty.bit_select(cur_set * tm + row + i, 1).eq(~nonempty[i])
+                            with m.If((nonempty & in_tile) == 0):
+                                m.d.sync += row.eq(row + group)
+                with m.Else():
+                    # The value beats of the group's next nonempty row (its lowest pending row).
+                    pick = Signal(range(group))
+                    m.d.comb += pick.eq(Cat(Cat(todo_low[i] for i in range(group) if (i >> j) & 1).any()
+                                            for j in range(len(pick))))
+                    with m.If(got):
+                        for j in range(_ceil_div(tk, be)):
+                            with m.If(beat == j):
+                                m.d.sync += Cat(a_row.values[j * be + e] for e in range(min(be, tk - j * be))).eq(
+                                    beat_in[:min(be, tk - j * be) * bits])
+                        with m.If(beat == value_beats[pick] - 1):
+                            m.d.sync += [a_row.bitmap.eq(group_maps.word_select(pick, tk)), a_write.eq(1),
+                                         write_row.eq(row + pick), todo.eq(todo & ~todo_low), beat.eq(0)]
+                            with m.If((todo & ~todo_low) == 0):
+                                m.d.sync += row.eq(row + group)
+                        with m.Else():
+                            m.d.sync += beat.eq(beat + 1)
+                with m.If(row >= tm):
                     m.d.sync += [row.eq(0), beat.eq(0)]
                     m.next = "B_ROWS"
             with m.State("B_ROWS"):

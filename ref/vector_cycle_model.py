@@ -8,8 +8,9 @@ from its registers, and it is checked cycle for cycle against the RTL in
 
 *Loader.* A command is taken when the loader is idle, its previous descriptor is gone and, for a
 GEMM, one of the two buffer sets is free. A GEMM then takes its beats one per cycle: A's rows
-(``ceil(tile_k / bus_bits) + ceil(nnz / bus_elems)`` beats for a bitmap row, ``tile_k /
-bus_elems`` for a dense one), one idle cycle, B's rows (``tile_k * vector / bus_elems`` beats;
+(bitmap rows in groups of ``G = max(1, bus_bits // tile_k)``: ``ceil(G * tile_k / bus_bits)``
+bitmap beats per group and ``ceil(nnz / bus_elems)`` value beats per row; ``tile_k / bus_elems``
+beats for a dense row), one idle cycle, B's rows (``tile_k * vector / bus_elems`` beats;
 a beat of several rows writes one per cycle, so at least ``tile_k`` cycles), one idle cycle, and
 with a mask its rows (``ceil(vector / bus_bits)`` each) and one idle cycle. Its
 descriptor is offered the cycle after, enters the 4-entry queue at the end of that cycle and is
@@ -132,7 +133,9 @@ def _gemm_beats(cmd: TileGemm, *, tile_m: int, tile_k: int, vector: int, bus_ele
     """Beats of A, B and the mask of one GEMM on the vector core's data stream."""
     a = cmd.a.to_dense()
     if cmd.a.format == "bitmap" and sparse:
-        n_a = sum(_ceil_div(tile_k, bus_bits) + _ceil_div(int((a[r] != 0).sum()), bus_elems) for r in range(tile_m))
+        group = max(1, bus_bits // tile_k)   # rows sharing a bitmap beat
+        n_a = _ceil_div(tile_m, group) * _ceil_div(group * tile_k, bus_bits)
+        n_a += sum(_ceil_div(int((a[r] != 0).sum()), bus_elems) for r in range(tile_m))
     else:
         n_a = tile_m * (tile_k // bus_elems)
     n_b = _ceil_div(tile_k * vector, bus_elems)

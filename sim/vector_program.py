@@ -1,8 +1,8 @@
 """Programs on the vector core's streams: command words and data beats in, result tiles out.
 
 The vector core (``hw.vector_core``) takes the sparse core's command words and its own data order
-(``hw.vector_loader``): A's rows as on the sparse core (bitmap-compressed when the command says
-so), B's rows dense, then the mask rows. A drain leaves ``tile_m`` beats, one row each.
+(``hw.vector_loader``): A's rows (bitmap-compressed in groups sharing a bitmap beat when the
+command says so, else dense), B's rows dense, then the mask rows. A drain leaves ``tile_m`` beats, one row each.
 """
 
 from __future__ import annotations
@@ -35,6 +35,22 @@ def _pack(values, bits: int) -> int:
     return word
 
 
+def _bitmap_rows(a: torch.Tensor, params: VectorCoreParams) -> list[int]:
+    """A's rows in groups of ``max(1, bus_bits // tile_k)``: the group's bitmaps, then the packed
+    nonzeros of each of its rows (none for an empty row)."""
+    tk, be, bits, bus_bits = params.tile_k, params.bus_elems, params.operand_bits, params.bus_bits
+    group = max(1, bus_bits // tk)
+    beats: list[int] = []
+    for g in range(0, params.tile_m, group):
+        rows = [[int(v) for v in a[r].tolist()] for r in range(g, min(g + group, params.tile_m))]
+        maps = sum(sum(1 << k for k, v in enumerate(row) if v) << (i * tk) for i, row in enumerate(rows))
+        beats += [(maps >> (j * bus_bits)) & ((1 << bus_bits) - 1) for j in range(-(-group * tk // bus_bits))]
+        for row in rows:
+            nonzeros = [v for v in row if v]
+            beats += [_pack(nonzeros[j:j + be], bits) for j in range(0, len(nonzeros), be)]
+    return beats
+
+
 def _check(program: Program, params: VectorCoreParams) -> None:
     got = (program.tile_m, program.tile_n, program.tile_k)
     want = (params.tile_m, params.tile_n, params.tile_k)
@@ -63,15 +79,11 @@ def encode_vector_program(program: Program, params: VectorCoreParams) -> VectorE
             fields = dict(op=OP_GEMM, acc=cmd.acc, accumulate=int(cmd.accumulate), a_bitmap=int(a_bitmap),
                           b_bitmap=0, has_mask=int(cmd.out_mask is not None))
             a, b = cmd.a.to_dense(), cmd.b.to_dense()
-            for r in range(params.tile_m):
-                values = [int(v) for v in a[r].tolist()]
-                if a_bitmap:
-                    bitmap = sum(1 << k for k, v in enumerate(values) if v)
-                    beats += [(bitmap >> (j * bus_bits)) & ((1 << bus_bits) - 1)
-                              for j in range(-(-params.tile_k // bus_bits))]
-                    nonzeros = [v for v in values if v]
-                    beats += [_pack(nonzeros[j:j + be], bits) for j in range(0, len(nonzeros), be)]
-                else:
+            if a_bitmap:
+                beats += _bitmap_rows(a, params)
+            else:
+                for r in range(params.tile_m):
+                    values = [int(v) for v in a[r].tolist()]
                     beats += [_pack(values[j:j + be], bits) for j in range(0, len(values), be)]
             # B by rows, row-major: a row spans vector / bus_elems beats, or a beat holds
             # bus_elems / vector rows.
