@@ -27,12 +27,14 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ref.contract.lowering import lower_gemm  # noqa: E402
 from ref.contract.trace_programs import make_digits_trace, trace_programs  # noqa: E402
 from ref.cycle_model import predict_cycles  # noqa: E402
 from ref.design_study.candidates import DenseArray, MatchPEs, VectorLanes  # noqa: E402
 from ref.design_study.gemm import GemmPattern, trace_pass_pattern  # noqa: E402
 from ref.policies.registry import ALGOS  # noqa: E402
 from ref.traces import load_trace  # noqa: E402
+from ref.vector_cycle_model import predict_vector_cycles  # noqa: E402
 
 SLICES = ROOT / "benchmarks" / "results" / "slices"
 PRESENT = ROOT / "benchmarks" / "results" / "skip_efficiency_summary.json"
@@ -50,6 +52,10 @@ def candidates() -> list[tuple[str, str, object]]:
         ("present 8 lanes (1 match)", "present", MatchPEs(pes=8, matches=1, group=8, name="present")),
         ("match 32 PEs x 4 (SparTen-like)", "match_pe", MatchPEs(pes=32, matches=4, group=16)),
         ("vector 8 lanes x 16", "vector_lane", VectorLanes(lanes=8, vector=16)),
+        ("vector 8 x 16, tiles 256x16x128", "vector_lane", VectorLanes(lanes=8, vector=16, tile_m=256, max_k=128)),
+        ("vector 8 x 16, tiles 64x16x64", "vector_lane", VectorLanes(lanes=8, vector=16, tile_m=64, max_k=64)),
+        ("vector 8 x 16, tiles 256x16x128, 256b", "vector_lane",
+         VectorLanes(lanes=8, vector=16, tile_m=256, max_k=128, bus_elems=32)),
         ("vector 4 lanes x 32", "vector_lane", VectorLanes(lanes=4, vector=32)),
         ("vector 16 lanes x 8", "vector_lane", VectorLanes(lanes=16, vector=8)),
         ("vector 8 lanes x 16, no transpose", "vector_lane", VectorLanes(lanes=8, vector=16, transpose=False)),
@@ -57,6 +63,30 @@ def candidates() -> list[tuple[str, str, object]]:
         ("dense array 16 x 8", "dense_array", DenseArray(rows=16, cols=8)),
         ("dense array 16 x 8, 256-bit stream", "dense_array", DenseArray(rows=16, cols=8, bus_elems=32)),
     ]
+
+
+#: Vector cores run through their RTL-exact cycle model (ref.vector_cycle_model): (label, lanes,
+#: vector, tile_m, tile_k, bus_elems, sparse). ``sparse=False`` is the same generator's dense array.
+BUILT = [
+    ("vector core 8x16, tiles 64x16x64 (RTL model)", 8, 16, 64, 64, 16, True),
+    ("vector core 8x16, 256-bit stream (RTL model)", 8, 16, 64, 64, 32, True),
+    ("its dense array, 8x16 (RTL model)", 8, 16, 64, 64, 16, False),
+]
+
+
+def built_core_cycles(g: GemmPattern, lanes: int, vector: int, tile_m: int, tile_k: int, bus_elems: int,
+                      sparse: bool) -> int:
+    """The built vector core's exact cycles for pass ``g``: lowered with A as the skipped operand
+    (bitmap) and B dense, in the orientation that runs faster (the lowering's choice)."""
+    best = None
+    for view in (g, g.transposed()):
+        program = lower_gemm(view.a.long(), view.b.long(), out_mask=view.mask, a_format="bitmap" if sparse else "dense",
+                             b_format="dense", tiles=(tile_m, vector, tile_k), acc_bits=32)
+        cycles = predict_vector_cycles(program, lanes=lanes, vector=vector, tile_m=tile_m, tile_k=tile_k,
+                                       bus_elems=bus_elems, operand_bits=8, sparse=sparse).total
+        best = cycles if best is None else min(best, cycles)
+    assert best is not None
+    return best
 
 
 def trace_patterns(work: Path) -> tuple[dict[str, list[GemmPattern]], dict[str, int]]:
@@ -146,9 +176,22 @@ def main() -> int:
                           for algo, v in per_algo.items())
         print(f"   {label:<38} {cand.multipliers:>3} mult  {cells}")
 
+    for label, lanes, vec, tm, tk, be, sparse in BUILT:
+        per_algo = {}
+        for algo in ALGOS:
+            cycles = sum(built_core_cycles(g, lanes, vec, tm, tk, be, sparse) for g in patterns[algo])
+            per_algo[algo] = {"cycles": cycles, "dense_macs": dense_macs[algo], "effectual_macs": effectual[algo]}
+        rows.append({"label": label, "slice": "vector_core", "multipliers": lanes * vec, "traces": per_algo,
+                     "random": [], "tiles": [tm, vec, tk], "bus_elems": be, "sparse": sparse})
+        cells = "  ".join(f"{algo[:6]} {v['cycles']:>6} ({v['dense_macs'] / v['cycles']:5.1f})"
+                          for algo, v in per_algo.items())
+        print(f"   {label:<38} {lanes * vec:>3} mult  {cells}", flush=True)
+
     print("\n== random GEMMs 256x64x256: dense MACs per cycle (fraction of the ideal effectual/multipliers)")
     print("   " + " " * 38 + "  ".join(f"{g.name[7:]:>13}" for g in randoms[::3]))
     for row in rows:
+        if not row["random"]:
+            continue
         mult = row["multipliers"]
         cells = "  ".join(f"{r['dense_macs'] / r['cycles']:6.1f} ({r['effectual_macs'] / mult / r['cycles']:.2f})"
                           for r in row["random"][::3])

@@ -155,12 +155,13 @@ class VectorLanes(Candidate):
     name = "vector_lanes"
 
     def __init__(self, *, lanes: int, vector: int, bus_elems: int = 16, operand_bits: int = 8,
-                 max_k: int = 1024, transpose: bool = True) -> None:
+                 max_k: int = 1024, transpose: bool = True, tile_m: int | None = None) -> None:
         super().__init__(bus_elems=bus_elems, operand_bits=operand_bits, drain_elems=vector)
         self.lanes = _check("lanes", lanes)
         self.vector = _check("vector", vector)
         self.max_k = _check("max_k", max_k)
         self.transpose = transpose
+        self.tile_m = None if tile_m is None else _check("tile_m", tile_m)
 
     @property
     def multipliers(self) -> int:
@@ -170,20 +171,28 @@ class VectorLanes(Candidate):
         return (g, g.transposed()) if self.transpose else (g,)
 
     def _compute(self, g: GemmPattern) -> tuple[int, int, int]:
+        """Blocks of ``vector`` columns x ``max_k``; with ``tile_m``, also of ``tile_m`` rows, each
+        block's operands loaded with it (the program contract's tiles: A re-sent for every column
+        block, B for every row block) and the lanes meeting at every block boundary."""
         m, n, k = g.shape
-        blocks_n = _ceil_div(n, self.vector)
-        blocks_k = _ceil_div(k, self.max_k)
-        cycles = 0
-        for bn in range(blocks_n):
-            cols = slice(bn * self.vector, (bn + 1) * self.vector)
-            keep = torch.ones(m, dtype=torch.bool) if g.mask is None else g.mask[:, cols].any(dim=1)
-            for bk in range(blocks_k):
-                work = g.a[:, bk * self.max_k : (bk + 1) * self.max_k].sum(dim=1)
-                work = work[keep & (work > 0)].tolist()
-                cycles += _list_schedule(work, self.lanes, per_cycle=1)
-        # A (skipped) compressed once; B dense once; the first B block before compute starts.
-        load = _compressed_beats(g.a, self.bus_elems, self.bus_bits) + _ceil_div(g.b.numel(), self.bus_elems)
-        first = _ceil_div(min(k, self.max_k) * min(n, self.vector), self.bus_elems)
+        rows = m if self.tile_m is None else self.tile_m
+        cycles, load = 0, 0
+        for bm in range(0, m, rows):
+            for bn in range(0, n, self.vector):
+                cols = slice(bn, bn + self.vector)
+                a_rows = g.a[bm : bm + rows]
+                keep = torch.ones(a_rows.shape[0], dtype=torch.bool) if g.mask is None else \
+                    g.mask[bm : bm + rows, cols].any(dim=1)
+                for bk in range(0, k, self.max_k):
+                    a_tile = a_rows[:, bk : bk + self.max_k]
+                    work = a_tile.sum(dim=1)
+                    cycles += _list_schedule(work[keep & (work > 0)].tolist(), self.lanes, per_cycle=1)
+                    if self.tile_m is not None:
+                        load += _compressed_beats(a_tile, self.bus_elems, self.bus_bits)
+                        load += _ceil_div(g.b[bk : bk + self.max_k, cols].numel(), self.bus_elems)
+        if self.tile_m is None:  # A (skipped) compressed once; B dense once
+            load = _compressed_beats(g.a, self.bus_elems, self.bus_bits) + _ceil_div(g.b.numel(), self.bus_elems)
+        first = _ceil_div(min(k, self.max_k) * min(n, self.vector), self.bus_elems)  # the first B block
         return cycles, load, first
 
 
