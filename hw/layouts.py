@@ -12,7 +12,7 @@ from amaranth import signed
 from amaranth.lib import data
 
 __all__ = ["OP_DRAIN", "OP_GEMM", "ROUNDING_CODES", "core_command_layout", "core_command_layout_for",
-           "mac_request_layout", "mac_result_layout"]
+           "mac_request_layout", "mac_result_layout", "vector_command_layout"]
 
 
 def mac_request_layout(operand_bits: int) -> data.StructLayout:
@@ -110,6 +110,34 @@ def core_command_layout(acc_index_bits: int, resprop_word_bits: int = 1,
         "rs_row": resprop_word_bits,
         "rs_col": resprop_word_bits,
         "rs_sample": resprop_sample_bits,
+    })
+
+
+def vector_command_layout(acc_index_bits: int, tile_m: int, tile_k: int) -> data.StructLayout:
+    """One command to the vector core (``hw.vector_core.VectorCore.i_cmd``).
+
+    The fields of :func:`core_command_layout` that the vector core uses (``op``, ``acc``,
+    ``accumulate``, ``a_bitmap``, ``has_mask``, ``shift``, ``out_bits``, ``rounding``, ``relu``,
+    ``topk``), and for a GEMM the part of the tile that is sent (``ref.vector_extent``):
+
+    rows : range(tile_m + 1)
+        A's rows (and mask rows) on the data stream; later rows are not visited.
+    k_len : range(tile_k + 1)
+        B's rows on the data stream and the length of a dense A row; A is zero beyond it.
+    """
+    return data.StructLayout({
+        "op": 1,
+        "acc": acc_index_bits,
+        "accumulate": 1,
+        "a_bitmap": 1,
+        "has_mask": 1,
+        "rows": range(tile_m + 1),
+        "k_len": range(tile_k + 1),
+        "shift": 6,
+        "out_bits": 6,
+        "rounding": 2,
+        "relu": 1,
+        "topk": 1,
     })
 
 

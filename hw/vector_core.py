@@ -38,7 +38,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.bits import popcount
-from hw.layouts import OP_GEMM, core_command_layout
+from hw.layouts import OP_GEMM, vector_command_layout
 from hw.mac import TARGETS
 from hw.requantize import Requantizer
 from hw.vector_lane import VectorLane
@@ -134,8 +134,7 @@ class VectorCore(wiring.Component):
 
     Members
     -------
-    i_cmd : In(stream of ``core_command_layout(acc_index_bits)``)
-        The sparse core's command format; the ``rs_*``, ``prune`` and ``resprop`` fields are not used.
+    i_cmd : In(stream of ``hw.layouts.vector_command_layout(acc_index_bits, tile_m, tile_k)``)
     i_data : In(stream of ``bus_bits``)
         GEMM operands in the vector core's order (``hw.vector_loader``).
     o_data : Out(stream of ``vector * (acc_bits + 1)`` bits)
@@ -149,7 +148,7 @@ class VectorCore(wiring.Component):
 
     def __init__(self, params: VectorCoreParams) -> None:
         self.params = params
-        self._cmd_layout = core_command_layout(params.acc_index_bits)
+        self._cmd_layout = vector_command_layout(params.acc_index_bits, params.tile_m, params.tile_k)
         super().__init__({
             "i_cmd": In(stream.Signature(self._cmd_layout)),
             "i_data": In(stream.Signature(params.bus_bits)),
@@ -234,8 +233,8 @@ class VectorCore(wiring.Component):
             mask_rd.addr.eq(current.set * tm + fetch), mask_rd.en.eq(advance),
         ]
         with m.If(dispatching & advance):
-            m.d.sync += [head_valid.eq(fetch != tm), head.eq(fetch)]
-            with m.If(fetch != tm):
+            m.d.sync += [head_valid.eq(fetch != cmd.rows), head.eq(fetch)]
+            with m.If(fetch != cmd.rows):
                 m.d.sync += fetch.eq(fetch + 1)
         row = data.View(row_layout, row_rd.data)
         mask_row = Signal(vec)
@@ -361,7 +360,7 @@ class VectorCore(wiring.Component):
         m.d.comb += [loader.release.eq(0), loader.release_set.eq(current.set)]
         with m.If(starting_gemm):
             m.d.sync += [current.eq(incoming), running.eq(1), fetch.eq(0), head_valid.eq(0)]
-        with m.Elif(running & (fetch == tm) & ~head_valid & lanes_idle & writeback_idle):
+        with m.Elif(running & (fetch == cmd.rows) & ~head_valid & lanes_idle & writeback_idle):
             m.d.comb += loader.release.eq(1)
             m.d.sync += running.eq(0)
         with m.If(starting_drain):

@@ -16,6 +16,8 @@ order (docs/design_study.md, "The vector core"):
    row is written into every lane's copy, one row per cycle.
 3. The mask rows, if any: ``ceil(vector / bus_bits)`` beats per row, one memory word per row.
 
+Only the part of the tile that carries work is sent (``ref.vector_extent``): the command's ``rows``
+rows of A and of the mask, and ``k_len`` rows of B (a dense A row then has ``k_len`` values).
 Its descriptor (the command and the set) is offered once the last beat is stored. The set stays
 taken until the compute side releases it. Every memory write leaves from a register (one cycle
 after its last beat), so the data bus never drives a memory's inputs directly.
@@ -150,6 +152,11 @@ class VectorLoader(wiring.Component):
             self.mask_wr_data.eq(mask_row[:vec]),
         ]
 
+        # A dense row's beats and the bitmap that issues its k < k_len.
+        k_beats = Signal(range(dense_beats + 1))
+        k_ones = Signal(tk)
+        m.d.comb += [k_beats.eq((cmd.k_len + be - 1) // be), k_ones.eq((1 << cmd.k_len) - 1)]
+
         beat_in = self.i_data.payload
         got = self.i_data.valid & self.i_data.ready
         desc_valid = Signal()
@@ -171,16 +178,16 @@ class VectorLoader(wiring.Component):
                     with m.Else():
                         m.d.sync += desc_valid.eq(1)
             with m.State("A_ROWS"):
-                m.d.comb += self.i_data.ready.eq(row < tm)
+                m.d.comb += self.i_data.ready.eq(row < cmd.rows)
                 bitmap_rows = cmd.a_bitmap if self._sparse else Const(0)
                 with m.If(~bitmap_rows):
-                    # Dense rows: tile_k / bus_elems value beats each; every k is issued.
+                    # Dense rows: ceil(k_len / bus_elems) value beats each; every k < k_len is issued.
                     with m.If(got):
                         for j in range(dense_beats):
                             with m.If(beat == j):
                                 m.d.sync += Cat(a_row.values[j * be + e] for e in range(be)).eq(beat_in)
-                        with m.If(beat == dense_beats - 1):
-                            m.d.sync += [a_row.bitmap.eq((1 << tk) - 1), a_write.eq(1), write_row.eq(row),
+                        with m.If(beat == k_beats - 1):
+                            m.d.sync += [a_row.bitmap.eq(k_ones), a_write.eq(1), write_row.eq(row),
                                          row.eq(row + 1), beat.eq(0)]
                         with m.Else():
                             m.d.sync += beat.eq(beat + 1)
@@ -196,7 +203,7 @@ class VectorLoader(wiring.Component):
                         m.d.sync += [group_maps.eq(assembled), beat.eq(beat + 1)]
                         with m.If(beat == group_beats - 1):
                             nonempty = Cat(assembled[i * tk:(i + 1) * tk].any() for i in range(group))
-                            in_tile = Cat(row + i < tm for i in range(group))
+                            in_tile = Cat(row + i < cmd.rows for i in range(group))
                             m.d.sync += [todo.eq(nonempty & in_tile), beat.eq(0)]
                             for i in range(group):
                                 m.d.sync += value_beats[i].eq(
@@ -222,12 +229,12 @@ class VectorLoader(wiring.Component):
                                 m.d.sync += row.eq(row + group)
                         with m.Else():
                             m.d.sync += beat.eq(beat + 1)
-                with m.If(row >= tm):
+                with m.If(row >= cmd.rows):
                     m.d.sync += [row.eq(0), beat.eq(0)]
                     m.next = "B_ROWS"
             with m.State("B_ROWS"):
                 if rows_per_beat == 1:
-                    m.d.comb += self.i_data.ready.eq(row != tk)
+                    m.d.comb += self.i_data.ready.eq(row < cmd.k_len)
                     with m.If(got):
                         for j in range(b_beats):
                             with m.If(beat == j):
@@ -241,7 +248,7 @@ class VectorLoader(wiring.Component):
                     # others from a copy of it in the following cycles (one row write per cycle).
                     held = Signal(bus_bits)
                     sub = Signal(range(rows_per_beat))
-                    m.d.comb += self.i_data.ready.eq((row != tk) & (sub == 0))
+                    m.d.comb += self.i_data.ready.eq((row < cmd.k_len) & (sub == 0))
                     source = Mux(sub == 0, beat_in, held)
                     part = Signal(vec * bits)
                     with m.Switch(sub):
@@ -253,7 +260,7 @@ class VectorLoader(wiring.Component):
                                      sub.eq(Mux(sub == rows_per_beat - 1, 0, sub + 1))]
                     with m.If(got):
                         m.d.sync += held.eq(beat_in)
-                with m.If(row == tk):
+                with m.If(row >= cmd.k_len):
                     m.d.sync += [row.eq(0), beat.eq(0)]
                     with m.If(cmd.has_mask):
                         m.next = "MASK_ROWS"
@@ -261,7 +268,7 @@ class VectorLoader(wiring.Component):
                         m.d.sync += desc_valid.eq(1)
                         m.next = "IDLE"
             with m.State("MASK_ROWS"):
-                m.d.comb += self.i_data.ready.eq(row != tm)
+                m.d.comb += self.i_data.ready.eq(row < cmd.rows)
                 with m.If(got):
                     for j in range(mask_beats):
                         with m.If(beat == j):
@@ -270,7 +277,7 @@ class VectorLoader(wiring.Component):
                         m.d.sync += [mask_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
                     with m.Else():
                         m.d.sync += beat.eq(beat + 1)
-                with m.If(row == tm):
+                with m.If(row >= cmd.rows):
                     m.d.sync += [row.eq(0), beat.eq(0), desc_valid.eq(1)]
                     m.next = "IDLE"
             loading = ~fsm.ongoing("IDLE")

@@ -7,11 +7,12 @@ from its registers, and it is checked cycle for cycle against the RTL in
 ``tests/hw/test_vector_core.py``. Rules:
 
 *Loader.* A command is taken when the loader is idle, its previous descriptor is gone and, for a
-GEMM, one of the two buffer sets is free. A GEMM then takes its beats one per cycle: A's rows
+GEMM, one of the two buffer sets is free. A GEMM then takes the beats of the part of its tile
+that is sent (``ref.vector_extent``: ``rows`` rows, ``k_len`` columns) one per cycle: A's rows
 (bitmap rows in groups of ``G = max(1, bus_bits // tile_k)``: ``ceil(G * tile_k / bus_bits)``
-bitmap beats per group and ``ceil(nnz / bus_elems)`` value beats per row; ``tile_k / bus_elems``
-beats for a dense row), one idle cycle, B's rows (``tile_k * vector / bus_elems`` beats;
-a beat of several rows writes one per cycle, so at least ``tile_k`` cycles), one idle cycle, and
+bitmap beats per group and ``ceil(nnz / bus_elems)`` value beats per row; ``ceil(k_len /
+bus_elems)`` beats for a dense row), one idle cycle, B's rows (``k_len * vector / bus_elems`` beats;
+a beat of several rows writes one per cycle, so at least ``k_len`` cycles), one idle cycle, and
 with a mask its rows (``ceil(vector / bus_bits)`` each) and one idle cycle. Its
 descriptor is offered the cycle after, enters the 4-entry queue at the end of that cycle and is
 readable one cycle later; the next command can be taken in that cycle too. A DRAIN's descriptor
@@ -47,6 +48,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ref.contract.commands import Drain, Program, TileGemm
+from ref.vector_extent import tile_extent
 
 __all__ = ["VectorCycleEstimate", "predict_vector_cycles"]
 
@@ -108,38 +110,37 @@ class _Lane:
         return self.pending is not None or self.remaining > 0 or self.in_flight > 0
 
 
-def _gemm_rows(cmd: TileGemm, *, tile_m: int, tile_k: int, vector: int, sparse: bool) -> list[tuple[int, str]]:
-    """Per row of the tile: its nonzeros to issue and what the dispatcher does with it
-    ("lane", "zero" (a write of zeros) or "none")."""
+def _gemm_rows(cmd: TileGemm, rows: int, k_len: int, *, vector: int, sparse: bool) -> list[tuple[int, str]]:
+    """Per row sent: its nonzeros to issue and what the dispatcher does with it ("lane", "zero"
+    (a write of zeros) or "none")."""
     a = cmd.a.to_dense()
     full = (1 << vector) - 1
-    rows = []
-    for r in range(tile_m):
-        bitmap = cmd.a.format == "bitmap" and sparse
-        nnz = int((a[r] != 0).sum()) if bitmap else tile_k
+    bitmap = cmd.a.format == "bitmap" and sparse
+    out = []
+    for r in range(rows):
+        nnz = int((a[r] != 0).sum()) if bitmap else k_len
         mask = full if cmd.out_mask is None else sum(1 << c for c, v in enumerate(cmd.out_mask[r].tolist()) if v)
-        work = nnz > 0 and (mask != 0 or not sparse)
-        if work:
-            rows.append((nnz, "lane"))
+        if nnz > 0 and (mask != 0 or not sparse):
+            out.append((nnz, "lane"))
         elif cmd.accumulate and mask not in (0, full):
-            rows.append((0, "zero"))
+            out.append((0, "zero"))
         else:
-            rows.append((0, "none"))
-    return rows
+            out.append((0, "none"))
+    return out
 
 
-def _gemm_beats(cmd: TileGemm, *, tile_m: int, tile_k: int, vector: int, bus_elems: int, bus_bits: int,
+def _gemm_beats(cmd: TileGemm, rows: int, k_len: int, *, tile_k: int, vector: int, bus_elems: int, bus_bits: int,
                 sparse: bool) -> tuple[int, int, int]:
     """Beats of A, B and the mask of one GEMM on the vector core's data stream."""
     a = cmd.a.to_dense()
     if cmd.a.format == "bitmap" and sparse:
         group = max(1, bus_bits // tile_k)   # rows sharing a bitmap beat
-        n_a = _ceil_div(tile_m, group) * _ceil_div(group * tile_k, bus_bits)
-        n_a += sum(_ceil_div(int((a[r] != 0).sum()), bus_elems) for r in range(tile_m))
+        n_a = _ceil_div(rows, group) * _ceil_div(group * tile_k, bus_bits)
+        n_a += sum(_ceil_div(int((a[r] != 0).sum()), bus_elems) for r in range(rows))
     else:
-        n_a = tile_m * (tile_k // bus_elems)
-    n_b = _ceil_div(tile_k * vector, bus_elems)
-    n_m = tile_m * _ceil_div(vector, bus_bits) if cmd.out_mask is not None else 0
+        n_a = rows * _ceil_div(k_len, bus_elems)
+    n_b = _ceil_div(k_len * vector, bus_elems)
+    n_m = rows * _ceil_div(vector, bus_bits) if cmd.out_mask is not None else 0
     return n_a, n_b, n_m
 
 
@@ -222,7 +223,7 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
             else:
                 head_done = True
         w0 = grant is not None or zero_grant
-        run_done = (running and fetch == tile_m and not head_valid and not w0 and not any(wb)
+        run_done = (running and fetch == len(rows) and not head_valid and not w0 and not any(wb)
                     and not any(lane.busy() for lane in lanes_state))
         beat_now = draining and drain_start + DRAIN_FIRST_BEAT <= t < drain_start + DRAIN_FIRST_BEAT + tile_m
         if beat_now:
@@ -238,11 +239,12 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
             if isinstance(cmd, TileGemm):
                 load_set = 0 if not used[0] else 1
                 used[load_set] = True
-                n_a, n_b, n_m = _gemm_beats(cmd, tile_m=tile_m, tile_k=tile_k, vector=vector, bus_elems=bus_elems,
+                extent = tile_extent(cmd, k_step=max(1, bus_elems // vector))
+                n_a, n_b, n_m = _gemm_beats(cmd, *extent, tile_k=tile_k, vector=vector, bus_elems=bus_elems,
                                             bus_bits=bus_bits, sparse=sparse)
                 load_beats += n_a + n_b + n_m
                 # B takes a cycle per row at least: a beat of several rows writes one per cycle.
-                b_cycles = max(n_b, tile_k)
+                b_cycles = max(n_b, extent[1])
                 length = n_a + 1 + b_cycles + 1 + (n_m + 1 if cmd.out_mask is not None else 0)
                 loader_busy_until = t + length
                 desc_pending, desc_from = (take_cmd, load_set), t + length + 1
@@ -274,9 +276,9 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
         wb = [w0, *wb[:-1]]
         if running:
             if head_done or not head_valid:
-                head_valid = fetch != tile_m
+                head_valid = fetch != len(rows)
                 head = fetch
-                fetch = min(fetch + 1, tile_m)
+                fetch = min(fetch + 1, len(rows))
             if run_done:
                 used[cur_set] = False   # the loader may take a GEMM into this set next cycle
                 running = False
@@ -288,7 +290,8 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
             cmd = commands[index]
             if isinstance(cmd, TileGemm):
                 running, gemm_acc, cur_set = True, cmd.acc, command_set
-                rows = _gemm_rows(cmd, tile_m=tile_m, tile_k=tile_k, vector=vector, sparse=sparse)
+                rows = _gemm_rows(cmd, *tile_extent(cmd, k_step=max(1, bus_elems // vector)), vector=vector,
+                                  sparse=sparse)
                 fetch, head_valid = 0, False
             else:
                 draining, drain_acc, drain_start = True, cmd.acc, t

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from hw.layouts import OP_DRAIN, OP_GEMM, ROUNDING_CODES, core_command_layout
+from hw.layouts import OP_DRAIN, OP_GEMM, ROUNDING_CODES, vector_command_layout
 from hw.vector_core import VectorCoreParams
 from ref.contract.commands import Drain, Program, TileGemm
+from ref.vector_extent import tile_extent
 
 __all__ = ["VectorEncoded", "decode_vector_drain", "encode_vector_program"]
 
@@ -36,13 +37,13 @@ def _pack(values, bits: int) -> int:
 
 
 def _bitmap_rows(a: torch.Tensor, params: VectorCoreParams) -> list[int]:
-    """A's rows in groups of ``max(1, bus_bits // tile_k)``: the group's bitmaps, then the packed
-    nonzeros of each of its rows (none for an empty row)."""
+    """The rows of ``a`` (the ones sent) in groups of ``max(1, bus_bits // tile_k)``: the group's
+    bitmaps, then the packed nonzeros of each of its rows (none for an empty row)."""
     tk, be, bits, bus_bits = params.tile_k, params.bus_elems, params.operand_bits, params.bus_bits
     group = max(1, bus_bits // tk)
     beats: list[int] = []
-    for g in range(0, params.tile_m, group):
-        rows = [[int(v) for v in a[r].tolist()] for r in range(g, min(g + group, params.tile_m))]
+    for g in range(0, a.shape[0], group):
+        rows = [[int(v) for v in a[r].tolist()] for r in range(g, min(g + group, a.shape[0]))]
         maps = sum(sum(1 << k for k, v in enumerate(row) if v) << (i * tk) for i, row in enumerate(rows))
         beats += [(maps >> (j * bus_bits)) & ((1 << bus_bits) - 1) for j in range(-(-group * tk // bus_bits))]
         for row in rows:
@@ -68,7 +69,7 @@ def _check(program: Program, params: VectorCoreParams) -> None:
 def encode_vector_program(program: Program, params: VectorCoreParams) -> VectorEncoded:
     """Command words and data beats of ``program`` for the vector core of ``params``."""
     _check(program, params)
-    layout = core_command_layout(params.acc_index_bits)
+    layout = vector_command_layout(params.acc_index_bits, params.tile_m, params.tile_k)
     be, bits, bus_bits = params.bus_elems, params.operand_bits, params.bus_bits
     commands: list[int] = []
     beats: list[int] = []
@@ -76,21 +77,22 @@ def encode_vector_program(program: Program, params: VectorCoreParams) -> VectorE
     for cmd in program.commands:
         if isinstance(cmd, TileGemm):
             a_bitmap = params.sparse and cmd.a.format == "bitmap"
+            rows, k_len = tile_extent(cmd, k_step=max(1, be // params.vector))
             fields = dict(op=OP_GEMM, acc=cmd.acc, accumulate=int(cmd.accumulate), a_bitmap=int(a_bitmap),
-                          b_bitmap=0, has_mask=int(cmd.out_mask is not None))
-            a, b = cmd.a.to_dense(), cmd.b.to_dense()
+                          has_mask=int(cmd.out_mask is not None), rows=rows, k_len=k_len)
+            a, b = cmd.a.to_dense()[:rows], cmd.b.to_dense()[:k_len]
             if a_bitmap:
                 beats += _bitmap_rows(a, params)
             else:
-                for r in range(params.tile_m):
-                    values = [int(v) for v in a[r].tolist()]
+                for r in range(rows):
+                    values = [int(v) for v in a[r, :k_len].tolist()]
                     beats += [_pack(values[j:j + be], bits) for j in range(0, len(values), be)]
             # B by rows, row-major: a row spans vector / bus_elems beats, or a beat holds
             # bus_elems / vector rows.
             flat = [int(v) for v in b.flatten().tolist()]
             beats += [_pack(flat[j:j + be], bits) for j in range(0, len(flat), be)]
             if cmd.out_mask is not None:
-                for r in range(params.tile_m):
+                for r in range(rows):
                     word = sum(1 << c for c, v in enumerate(cmd.out_mask[r].tolist()) if v)
                     beats += [(word >> (j * bus_bits)) & ((1 << bus_bits) - 1)
                               for j in range(-(-params.vector // bus_bits))]

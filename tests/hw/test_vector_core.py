@@ -231,3 +231,36 @@ def test_gemm_waits_for_the_drain_of_its_accumulator():
     _, fast = run_vector_core(overlap, params, seed=3, stall=0.0)
     _, slow = run_vector_core(serial, params, seed=3, stall=0.0)
     assert fast["last"] < slow["last"]
+
+
+@pytest.mark.parametrize(("sparse", "bus_elems"), [(True, 4), (False, 4), (True, 8), (False, 8)])
+def test_ragged_tiles_send_only_their_rows_and_k(sparse, bus_elems):
+    """Lowered GEMMs whose edges do not fill the tiles: the core is sent only the rows and k that
+    carry work (ref.vector_extent) and still equals ref, cycle-exactly predicted; accumulation over
+    K tiles with a mask that covers padded rows."""
+    from ref.contract.lowering import lower_gemm
+    from ref.vector_extent import tile_extent
+
+    params = dataclasses.replace(SMALL, sparse=sparse, bus_elems=bus_elems)
+    gen = torch.Generator().manual_seed(23)
+    print("seed 23")
+    a = torch.randint(-8, 8, (10, 13), generator=gen) * (torch.rand((10, 13), generator=gen) < 0.5)
+    b = torch.randint(-8, 8, (13, 7), generator=gen)
+    mask = torch.rand((10, 7), generator=gen) < 0.7
+    program = lower_gemm(a, b, out_mask=mask, a_format="bitmap" if sparse else "dense", b_format="dense",
+                         tiles=(params.tile_m, params.vector, params.tile_k), acc_bits=params.acc_bits,
+                         drain=Drain(0, shift=1, out_bits=5, relu=True))
+    extents = [tile_extent(c, k_step=max(1, bus_elems // params.vector)) for c in program.commands
+               if isinstance(c, TileGemm)]
+    assert min(r for r, _ in extents) < params.tile_m and min(k for _, k in extents) < params.tile_k
+    want = evaluate(program)
+    for stall in (0.0, 0.3):
+        drains, measured = run_vector_core(program, params, seed=4, stall=stall)
+        for (tile, mask_bits), ref_tile, ref_mask in zip(drains, want.tiles, want.masks, strict=True):
+            assert (tile == ref_tile).all(), f"{tile}\nref\n{ref_tile}"
+            assert (mask_bits == ref_mask).all()
+        if stall == 0.0:
+            predicted = predict_vector_cycles(program, lanes=params.lanes, vector=params.vector,
+                                              tile_m=params.tile_m, tile_k=params.tile_k, bus_elems=bus_elems,
+                                              operand_bits=params.operand_bits, sparse=sparse)
+            assert predicted.total == measured["last"] + 1
