@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -48,6 +48,9 @@ __all__ = ["VectorCore", "VectorCoreParams", "vector_counters_layout"]
 
 #: Commands that may wait, loaded or not, between the loader and the compute side.
 DESCRIPTOR_QUEUE = 4
+#: Rows read ahead of the dispatch decision (enough for one row per cycle: a read enters the queue
+#: two cycles after it is issued).
+ROW_QUEUE = 3
 
 
 @dataclass(frozen=True)
@@ -220,33 +223,66 @@ class VectorCore(wiring.Component):
                          lane.b_data.eq(loader.b_wr_data)]
 
         # ---- dispatcher: one row per cycle from the current set ----------------------------------
+        # Rows are read ahead into a queue of ROW_QUEUE registers, so the dispatch decision (a
+        # lane free, the write port free) never reaches back to the memories' read enables: a read
+        # is issued while the queue, counting the read in flight, has room. A row read in cycle t
+        # enters the queue at the end of t + 1, with its decision (lane, zero write, or nothing)
+        # made from the memories' outputs, the loader's empty bit and the mask.
         row_rd = a_rows.read_port()
         mask_rd = masks.read_port()
         fetch = Signal(range(tm + 1))          # next row to read
-        head_valid = Signal()                  # the read ports hold row ``head``
-        head = Signal(range(tm))
-        head_done = Signal()                   # row ``head`` leaves the dispatcher this cycle
-        dispatching = running
-        advance = ~head_valid | head_done
+        entry_layout = data.StructLayout({
+            "row": range(tm), "word": row_layout, "has_work": 1, "zero_write": 1, "kill": 1})
+        queue = Array(Signal(entry_layout, name=f"queue{i}") for i in range(ROW_QUEUE))
+        count = Signal(range(ROW_QUEUE + 1))   # rows in the queue
+        head_ptr = Signal(range(ROW_QUEUE))
+        tail_ptr = Signal(range(ROW_QUEUE))
+        in_flight = Signal()                   # a row read last cycle enters the queue this cycle
+        in_flight_row = Signal(range(tm))
+        in_flight_empty = Signal()
+        read = Signal()
+        m.d.comb += read.eq(running & (fetch != cmd.rows) & (count + in_flight < ROW_QUEUE))
         m.d.comb += [
-            row_rd.addr.eq(current.set * tm + fetch), row_rd.en.eq(advance),
-            mask_rd.addr.eq(current.set * tm + fetch), mask_rd.en.eq(advance),
+            row_rd.addr.eq(current.set * tm + fetch), row_rd.en.eq(read),
+            mask_rd.addr.eq(current.set * tm + fetch), mask_rd.en.eq(read),
         ]
-        with m.If(dispatching & advance):
-            m.d.sync += [head_valid.eq(fetch != cmd.rows), head.eq(fetch)]
-            with m.If(fetch != cmd.rows):
-                m.d.sync += fetch.eq(fetch + 1)
+        m.d.sync += [in_flight.eq(read), in_flight_row.eq(fetch),
+                     in_flight_empty.eq(loader.empty.bit_select(current.set * tm + fetch, 1))]
+        with m.If(read):
+            m.d.sync += fetch.eq(fetch + 1)
         row = data.View(row_layout, row_rd.data)
         mask_row = Signal(vec)
         m.d.comb += mask_row.eq(Mux(cmd.has_mask, mask_rd.data, (1 << vec) - 1))
         # An empty row is not stored (its memory word is stale): the loader's empty bit says so.
-        row_empty = loader.empty.bit_select(current.set * tm + head, 1)
-        has_work = ~row_empty & (mask_row != 0) if p.sparse else Const(1, 1)
-        # Rows without work: fully masked (or not accumulating) rows are zeroed by the live bit; a row
-        # that accumulates under a partial mask needs its masked sums zeroed by a write of zeros.
-        zero_write = head_valid & ~has_work & cmd.accumulate & (mask_row != 0) & (mask_row != (1 << vec) - 1)
-        kill = Signal()                        # clear row ``head``'s live bit (all its outputs are 0)
-        m.d.comb += kill.eq(head_valid & ~has_work & (mask_row == 0))
+        arriving_work = ~in_flight_empty & (mask_row != 0) if p.sparse else Const(1, 1)
+        arriving = Signal(entry_layout)
+        m.d.comb += [
+            arriving.row.eq(in_flight_row),
+            arriving.word.eq(row),
+            arriving.has_work.eq(arriving_work),
+            # Rows without work: fully masked (or not accumulating) rows are zeroed by the live bit;
+            # a row that accumulates under a partial mask needs its masked sums zeroed by a write
+            # of zeros; a fully masked row's live bit is cleared.
+            arriving.zero_write.eq(~arriving_work & cmd.accumulate & (mask_row != 0)
+                                   & (mask_row != (1 << vec) - 1)),
+            arriving.kill.eq(~arriving_work & (mask_row == 0)),
+        ]
+        with m.If(in_flight):
+            m.d.sync += [queue[tail_ptr].eq(arriving),
+                         tail_ptr.eq(Mux(tail_ptr == ROW_QUEUE - 1, 0, tail_ptr + 1))]
+        head_valid = Signal()
+        head_entry = Signal(entry_layout)
+        head_done = Signal()                   # the head row leaves the dispatcher this cycle
+        m.d.comb += [head_valid.eq(count != 0), head_entry.eq(queue[head_ptr])]
+        with m.If(head_done):
+            m.d.sync += head_ptr.eq(Mux(head_ptr == ROW_QUEUE - 1, 0, head_ptr + 1))
+        m.d.sync += count.eq(count + in_flight - head_done)
+        head = head_entry.row
+        has_work = head_entry.has_work
+        zero_write = head_valid & head_entry.zero_write
+        kill = Signal()                        # clear the head row's live bit (all its outputs are 0)
+        m.d.comb += kill.eq(head_valid & head_entry.kill)
+        dispatching = running
         # The lowest lane that can take a row.
         taken = Signal(lanes)
         found = Const(0, 1)
@@ -258,8 +294,9 @@ class VectorCore(wiring.Component):
                 lane.i_row.valid.eq(pick),
                 lane.i_row.payload.row.eq(head),
                 lane.i_row.payload.buf.eq(current.set),
-                lane.i_row.payload.bitmap.eq(row.bitmap),
-                lane.i_row.payload.values.eq(row.values),
+                lane.i_row.payload.count.eq(head_entry.word.count),
+                lane.i_row.payload.bitmap.eq(head_entry.word.bitmap),
+                lane.i_row.payload.values.eq(head_entry.word.values),
             ]
         zero_granted = Signal()
         m.d.comb += head_done.eq(head_valid & Mux(has_work, taken.any(), ~zero_write | zero_granted))
@@ -359,8 +396,8 @@ class VectorCore(wiring.Component):
         writeback_idle = ~w0.valid & ~w1.valid & ~w2.valid
         m.d.comb += [loader.release.eq(0), loader.release_set.eq(current.set)]
         with m.If(starting_gemm):
-            m.d.sync += [current.eq(incoming), running.eq(1), fetch.eq(0), head_valid.eq(0)]
-        with m.Elif(running & (fetch == cmd.rows) & ~head_valid & lanes_idle & writeback_idle):
+            m.d.sync += [current.eq(incoming), running.eq(1), fetch.eq(0)]
+        with m.Elif(running & (fetch == cmd.rows) & ~in_flight & (count == 0) & lanes_idle & writeback_idle):
             m.d.comb += loader.release.eq(1)
             m.d.sync += running.eq(0)
         with m.If(starting_drain):

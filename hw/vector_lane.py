@@ -39,12 +39,15 @@ __all__ = ["VectorLane", "vector_row_layout", "vector_sums_layout"]
 
 
 def vector_row_layout(*, tile_k: int, operand_bits: int, rows: int) -> data.StructLayout:
-    """A row of the skipped operand: its index in the tile, the B buffer it multiplies, its
-    ``tile_k``-bit nonzero bitmap (bit k set: element k is nonzero) and its nonzero values packed
-    from the lowest k up (value j at bits ``[j*operand_bits, (j+1)*operand_bits)``)."""
+    """A row of the skipped operand: its index in the tile, the B buffer it multiplies, its number
+    of nonzeros (``count``, the popcount of the bitmap, 1 or more), its ``tile_k``-bit nonzero
+    bitmap (bit k set: element k is nonzero) and its nonzero values packed from the lowest k up
+    (value j at bits ``[j*operand_bits, (j+1)*operand_bits)``). The count makes the lane's "last
+    nonzero" decision a small compare instead of a zero test of the whole bitmap."""
     return data.StructLayout({
         "row": range(rows),
         "buf": 1,
+        "count": range(tile_k + 1),
         "bitmap": tile_k,
         "values": data.ArrayLayout(signed(operand_bits), tile_k),
     })
@@ -83,7 +86,8 @@ class VectorLane(wiring.Component):
         B block write port: when ``b_en``, row ``b_k`` of buffer ``b_buf`` becomes ``b_data``
         (``vector`` signed operands). Write the buffer no row in the lane uses.
     i_row : ``In(stream.Signature(vector_row_layout(...)))``
-        Rows; the bitmap must not be empty (the core skips empty rows without a lane).
+        Rows; the bitmap must not be empty (the core skips empty rows without a lane) and ``count``
+        must be its popcount.
     o_sums : ``Out(stream.Signature(vector_sums_layout(...)))``
         One result per row, in row order: ``sums[v] = sum_j values[j] * B[buf][k_j][v]`` over the
         row's nonzeros ``k_j``.
@@ -158,7 +162,7 @@ class VectorLane(wiring.Component):
         last = Signal()
         m.d.comb += [
             issue.eq(live & (started | (in_flight != self.result_depth))),
-            last.eq(rest == 0),
+            last.eq(cur.count == 1),
             self.issued.eq(issue),
             rd.addr.eq(Cat(k_index, cur.buf)),
         ]
@@ -169,6 +173,7 @@ class VectorLane(wiring.Component):
         with m.If(issue):
             m.d.sync += [
                 cur.bitmap.eq(rest),
+                cur.count.eq(cur.count - 1),
                 cur.values.as_value().eq(cur.values.as_value() >> bits),
                 started.eq(~last),
                 live.eq(~last),

@@ -39,8 +39,10 @@ BUFFER_SETS = 2
 
 
 def row_word_layout(*, tile_k: int, operand_bits: int) -> data.StructLayout:
-    """One stored row of A: its bitmap and its values (packed nonzeros, or all values when dense)."""
-    return data.StructLayout({"bitmap": tile_k, "values": data.ArrayLayout(signed(operand_bits), tile_k)})
+    """One stored row of A: its number of k to issue, its bitmap and its values (packed nonzeros,
+    or all values when dense)."""
+    return data.StructLayout({"count": range(tile_k + 1), "bitmap": tile_k,
+                              "values": data.ArrayLayout(signed(operand_bits), tile_k)})
 
 
 def vector_descriptor_layout(command_layout: data.StructLayout) -> data.StructLayout:
@@ -134,6 +136,7 @@ class VectorLoader(wiring.Component):
         todo_low = Signal(group)
         m.d.comb += todo_low.eq(todo & -todo)
         value_beats = Array(Signal(range(_ceil_div(tk, be) + 1), name=f"value_beats{i}") for i in range(group))
+        counts = Array(Signal(range(tk + 1), name=f"count{i}") for i in range(group))
         empty = Signal(BUFFER_SETS * tm)     # per set and row: no nonzeros (the row is not stored)
         m.d.comb += self.empty.eq(empty)
 
@@ -187,7 +190,8 @@ class VectorLoader(wiring.Component):
                             with m.If(beat == j):
                                 m.d.sync += Cat(a_row.values[j * be + e] for e in range(be)).eq(beat_in)
                         with m.If(beat == k_beats - 1):
-                            m.d.sync += [a_row.bitmap.eq(k_ones), a_write.eq(1), write_row.eq(row),
+                            m.d.sync += [a_row.bitmap.eq(k_ones), a_row.count.eq(cmd.k_len), a_write.eq(1),
+                                         write_row.eq(row),
                                          row.eq(row + 1), beat.eq(0)]
                         with m.Else():
                             m.d.sync += beat.eq(beat + 1)
@@ -206,8 +210,8 @@ class VectorLoader(wiring.Component):
                             in_tile = Cat(row + i < cmd.rows for i in range(group))
                             m.d.sync += [todo.eq(nonempty & in_tile), beat.eq(0)]
                             for i in range(group):
-                                m.d.sync += value_beats[i].eq(
-                                    (popcount(assembled[i * tk:(i + 1) * tk], tk) + be - 1) // be)
+                                count = popcount(assembled[i * tk:(i + 1) * tk], tk)
+                                m.d.sync += [value_beats[i].eq((count + be - 1) // be), counts[i].eq(count)]
                                 with m.If(in_tile[i]):
                                     m.d.sync += empty.bit_select(cur_set * tm + row + i, 1).eq(~nonempty[i])
                             with m.If((nonempty & in_tile) == 0):
@@ -223,7 +227,8 @@ class VectorLoader(wiring.Component):
                                 m.d.sync += Cat(a_row.values[j * be + e] for e in range(min(be, tk - j * be))).eq(
                                     beat_in[:min(be, tk - j * be) * bits])
                         with m.If(beat == value_beats[pick] - 1):
-                            m.d.sync += [a_row.bitmap.eq(group_maps.word_select(pick, tk)), a_write.eq(1),
+                            m.d.sync += [a_row.bitmap.eq(group_maps.word_select(pick, tk)),
+                                         a_row.count.eq(counts[pick]), a_write.eq(1),
                                          write_row.eq(row + pick), todo.eq(todo & ~todo_low), beat.eq(0)]
                             with m.If((todo & ~todo_low) == 0):
                                 m.d.sync += row.eq(row + group)

@@ -22,9 +22,10 @@ is offered the cycle after the DRAIN was taken.
 accumulator, a DRAIN when no DRAIN runs and no GEMM writes its accumulator; so a drain runs under
 the next output tile's GEMMs.
 
-*GEMM* (from the cycle after it was taken). Row 0 is read in the first cycle
-and offered in the next; the dispatcher offers one row per cycle at most. A row with work goes to
-the lowest-numbered lane whose input register is free or empties this cycle; a row without work
+*GEMM* (from the cycle after it was taken). Rows are read in order, one per cycle, while the
+``ROW_QUEUE``-row queue (counting the read in flight) has room; a row read in cycle t can be
+dispatched from t + 2, and the dispatcher offers the queue's first row, one row per cycle at most.
+A row with work goes to the lowest-numbered lane whose input register is free or empties this cycle; a row without work
 takes no lane, except that a row that accumulates under a partial mask must win the write port
 (when no lane offers a result). A lane moves a row from its input register into issue when it has
 nothing left to issue or issues its last nonzero; it issues one nonzero per cycle, the first only
@@ -60,6 +61,9 @@ RESULT_DEPTH = 8
 RESULT_WRITE = 5
 #: Lane: a result written at the end of cycle w is visible on the lane's output in w + this.
 FIFO_VISIBLE = 2
+#: Dispatcher: rows read ahead of the dispatch decision; a row read in cycle t is in the queue
+#: (and can be dispatched) from cycle t + 2.
+ROW_QUEUE = 3
 #: Write-back: registered stages after the grant (read, add), each must be empty to end a GEMM.
 WRITEBACK_STAGES = 2
 #: Drain: the first result beat leaves this many cycles after the DRAIN was taken.
@@ -175,9 +179,9 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
     taken = -1                      # the last command taken from the queue
     cur_set = 0
     rows: list[tuple[int, str]] = []
-    fetch = 0
-    head_valid = False
-    head = 0
+    fetch = 0                       # next row to read
+    queue_rows: deque = deque()     # rows read ahead, waiting for their dispatch decision
+    arriving = None                 # the row read last cycle (enters the queue this cycle)
     wb = [False] * WRITEBACK_STAGES
     drain_start = 0
     last_beat = -1
@@ -212,6 +216,9 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
         head_done = False
         pick = None
         zero_grant = False
+        head_valid = bool(queue_rows)
+        head = queue_rows[0] if head_valid else 0
+        read = running and fetch < len(rows) and len(queue_rows) + (arriving is not None) < ROW_QUEUE
         if running and head_valid:
             kind = rows[head][1]
             if kind == "lane":
@@ -223,7 +230,8 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
             else:
                 head_done = True
         w0 = grant is not None or zero_grant
-        run_done = (running and fetch == len(rows) and not head_valid and not w0 and not any(wb)
+        run_done = (running and fetch == len(rows) and arriving is None and not head_valid and not w0
+                    and not any(wb)
                     and not any(lane.busy() for lane in lanes_state))
         beat_now = draining and drain_start + DRAIN_FIRST_BEAT <= t < drain_start + DRAIN_FIRST_BEAT + tile_m
         if beat_now:
@@ -275,10 +283,12 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
                 lane.pending = (head, rows[head][0])
         wb = [w0, *wb[:-1]]
         if running:
-            if head_done or not head_valid:
-                head_valid = fetch != len(rows)
-                head = fetch
-                fetch = min(fetch + 1, len(rows))
+            if head_done:
+                queue_rows.popleft()
+            if arriving is not None:
+                queue_rows.append(arriving)
+            arriving = fetch if read else None
+            fetch += read
             if run_done:
                 used[cur_set] = False   # the loader may take a GEMM into this set next cycle
                 running = False
@@ -292,7 +302,7 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
                 running, gemm_acc, cur_set = True, cmd.acc, command_set
                 rows = _gemm_rows(cmd, *tile_extent(cmd, k_step=max(1, bus_elems // vector)), vector=vector,
                                   sparse=sparse)
-                fetch, head_valid = 0, False
+                fetch = 0
             else:
                 draining, drain_acc, drain_start = True, cmd.acc, t
         if taken == len(commands) - 1 and not running and not draining:

@@ -52,6 +52,7 @@ def _run(lane: VectorLane, blocks, rows, *, stall_in: float, stall_out: float, s
                 ctx.set(lane.i_row.payload.row, index % lane.rows)
                 ctx.set(lane.i_row.payload.buf, buf)
                 ctx.set(lane.i_row.payload.bitmap, sum(1 << k for k in ks))
+                ctx.set(lane.i_row.payload.count, len(ks))
                 for j in range(lane.tile_k):
                     ctx.set(lane.i_row.payload.values[j], values[j] if j < len(values) else 0)
             ctx.set(lane.i_row.valid, valid)
