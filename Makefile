@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Cosimulations build their own directories per worker, so they run in parallel safely.
 JOBS   ?= auto
 
-.PHONY: setup system-packages test lint demo bench regress clean
+.PHONY: setup system-packages test lint demo bench study regress clean
 
 setup: system-packages $(STAMP)
 
@@ -53,6 +53,14 @@ regress: setup
 bench: setup
 	$(BIN)/python benchmarks/golden_step_time.py
 	$(BIN)/python benchmarks/skip_efficiency.py
+	$(BIN)/python benchmarks/design_study.py
+
+# The compute-core design study (docs/design_study.md): synthesize and route one slice of each
+# candidate on LFE5U-85F (about 10 minutes), then run the candidates' cycle models on the real
+# training iteration of every algorithm and on random GEMMs.
+study: setup
+	$(BIN)/python benchmarks/slices.py
+	$(BIN)/python benchmarks/design_study.py
 
 clean:
 	rm -rf sim_build runs rtl_out/*/ .pytest_cache .ruff_cache
