@@ -17,7 +17,7 @@ from cocotb_tools.runner import get_results, get_runner
 from hw.generate import GeneratedDesign
 from sim import toolchain
 
-__all__ = ["SIMULATORS", "CosimFailure", "CosimRun", "build", "run_cocotb"]
+__all__ = ["SIMULATORS", "CosimFailure", "CosimRun", "build", "build_sources", "run_cocotb", "run_cocotb_top"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -48,6 +48,14 @@ def build(design: GeneratedDesign, sim: str, build_dir: Path, *, unit: str | Non
 
     ``extra_sources`` are compiled with it; ``extra_roots`` name modules among them that Icarus
     elaborates as further roots (``-s``; e.g. :mod:`sim.wave_window`)."""
+    return build_sources([*design.sources_of(unit), *extra_sources], design.config.module_name(unit), sim,
+                         build_dir, waves=waves, extra_roots=extra_roots)
+
+
+def build_sources(sources: Sequence[Path], toplevel: str, sim: str, build_dir: Path, *, waves: bool = False,
+                  extra_roots: Sequence[str] = ()):
+    """Compile the Verilog module ``toplevel`` (defined by ``sources``) for ``sim``; returns the
+    cocotb runner. The same settings as :func:`build`, for Verilog that is not a generated design."""
     if extra_roots and sim != "icarus":
         raise ValueError(f"extra root modules need Icarus, not {sim!r}")
     if sim not in SIMULATORS:
@@ -56,8 +64,8 @@ def build(design: GeneratedDesign, sim: str, build_dir: Path, *, unit: str | Non
     build_dir = Path(build_dir).resolve()
     runner = get_runner(sim)
     runner.build(
-        sources=[path.resolve() for path in (*design.sources_of(unit), *extra_sources)],
-        hdl_toplevel=design.config.module_name(unit),
+        sources=[Path(path).resolve() for path in sources],
+        hdl_toplevel=toplevel,
         build_dir=build_dir,
         timescale=_TIMESCALE,
         build_args=(list(_VERILATOR_BUILD_ARGS) if sim == "verilator"
@@ -83,12 +91,30 @@ def run_cocotb(
     plusargs: Sequence[str] = (),
 ) -> CosimRun:
     """Run the cocotb tests of ``test_module`` on a built ``runner``; raise on any failure."""
+    env = {"STAG_DESIGN_DIR": str(design.directory.resolve()), **(extra_env or {})}
+    return run_cocotb_top(runner, design.config.module_name(unit), test_module=test_module, test_dir=test_dir,
+                          seed=seed, testcase=testcase, extra_env=env, waves=waves, plusargs=plusargs)
+
+
+def run_cocotb_top(
+    runner,
+    toplevel: str,
+    *,
+    test_module: str,
+    test_dir: Path,
+    seed: int,
+    testcase: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    waves: bool = False,
+    plusargs: Sequence[str] = (),
+) -> CosimRun:
+    """Run the cocotb tests of ``test_module`` on the module ``toplevel`` built by ``runner``
+    (:func:`build_sources`); raise on any failure."""
     test_dir = Path(test_dir).resolve()  # the runner joins relative result paths onto test_dir
     test_dir.mkdir(parents=True, exist_ok=True)
     record_dir = test_dir / "records"
     record_dir.mkdir(exist_ok=True)
     env = {
-        "STAG_DESIGN_DIR": str(design.directory.resolve()),
         "STAG_SEED": str(seed),
         "STAG_RECORD_DIR": str(record_dir),
         # Import our packages from the simulator's embedded Python.
@@ -97,11 +123,11 @@ def run_cocotb(
         **(extra_env or {}),
     }
     results_xml = test_dir / "results.xml"
-    where = f"{design.config.module_name(unit)} on {runner.__class__.__name__.lower()} (STAG_SEED={seed})"
+    where = f"{toplevel} on {runner.__class__.__name__.lower()} (STAG_SEED={seed})"
     try:
         runner.test(
             test_module=test_module,
-            hdl_toplevel=design.config.module_name(unit),
+            hdl_toplevel=toplevel,
             testcase=testcase,
             seed=seed,
             extra_env=env,
