@@ -1,9 +1,14 @@
-"""Write a generated design to disk: Verilog, port metadata, resolved configuration, filelist.
+"""Write a generated design to disk: Verilog, port metadata, resolved configuration, file lists.
 
 Output goes to ``<out_root>/<name>/`` and is written atomically: everything is produced in a
 temporary sibling directory that is renamed into place only when complete, so an error leaves
 neither a partial directory nor a damaged earlier one. Output is deterministic (``emit_src=False``:
 no absolute source paths in the Verilog), so two runs give byte-identical files.
+
+Every module (the core top ``stag_<name>`` and each generated unit ``stag_<name>_<unit>``) gets its
+own file list ``stag_<name>[_<unit>].f`` naming only the Verilog files it needs, so each can be
+compiled alone; ``<name>.f`` lists every Verilog file of the design. :meth:`GeneratedDesign.files`
+is the list of everything written.
 """
 
 from __future__ import annotations
@@ -49,6 +54,11 @@ class GeneratedDesign:
         """The Verilog files that together define ``unit``'s module (its own file first)."""
         return [self.verilog_of(unit), *(self.verilog_of(dep) for dep in unit_dependencies(unit))]
 
+    def filelist_of(self, unit: str | None) -> Path:
+        """File list of ``unit``'s module (``None``: the top): :meth:`sources_of`, one file name a
+        line, relative to the list's own directory (Verilator: ``-F``)."""
+        return self.directory / f"{self.config.module_name(unit)}.f"
+
     def ports_of(self, unit: str | None) -> Path:
         suffix = "" if unit is None else f".{unit}"
         return self.directory / f"{self.config.name}{suffix}.ports.json"
@@ -64,7 +74,23 @@ class GeneratedDesign:
 
     @property
     def filelist(self) -> Path:
+        """File list of every Verilog file of the design (the top's and every unit's)."""
         return self.directory / f"{self.config.name}.f"
+
+    def files(self) -> list[tuple[Path, str]]:
+        """Every file :func:`generate` writes, in order, each with a short description of it."""
+        listed: list[tuple[Path, str]] = []
+        for unit in self.modules:
+            module = self.config.module_name(unit)
+            role = ("the core" if unit is None else
+                    f"unit axi, the AXI top around {self.config.top_name}" if unit == "axi" else f"unit {unit}")
+            sources = " ".join(path.name for path in self.sources_of(unit))
+            listed += [(self.verilog_of(unit), f"module {module} ({role})"),
+                       (self.ports_of(unit), f"ports of {module}"),
+                       (self.filelist_of(unit), f"file list of {module}: {sources}")]
+        listed += [(self.resolved_config, "configuration: configured and derived values"),
+                   (self.filelist, "file list of every Verilog file of the design")]
+        return listed
 
 
 def _json(obj: object) -> str:
@@ -113,10 +139,12 @@ def render(config: StagConfig) -> dict[str, str]:
         text, ports = rendered[unit]
         files[design.verilog_of(unit).name] = text
         files[design.ports_of(unit).name] = ports
+        # Paths are relative to the file list's own directory (Verilator: `-F`), so the directory
+        # can be moved into any flow unchanged.
+        files[design.filelist_of(unit).name] = "".join(f"{path.name}\n" for path in design.sources_of(unit))
     files[design.resolved_config.name] = _json(config.resolved())
-    # Paths are relative to the filelist's own directory (Verilator: `-F`), so the directory
-    # can be moved into any flow unchanged.
     files[design.filelist.name] = "".join(f"{design.verilog_of(u).name}\n" for u in design.modules)
+    assert list(files) == [path.name for path, _ in design.files()]
     return files
 
 

@@ -18,7 +18,7 @@ def add_design_arguments(parser: argparse.ArgumentParser, *, work: bool = True, 
                        help=f"a named configuration: {', '.join(sorted(PRESETS))} (default: default)")
     group.add_argument("--config", metavar="FILE", help="a TOML configuration file (see configs/)")
     parser.add_argument(out_flag, default="rtl_out", metavar="DIR",
-                        help="parent directory of the design directory (default: rtl_out)")
+                        help="the design is generated into DIR/<name>/ (default: rtl_out)")
     if work:
         parser.add_argument("--work", default="sim_build", metavar="DIR",
                             help="directory for builds, simulation runs and reports (default: sim_build)")

@@ -1,4 +1,4 @@
-"""``stag generate``: write a design's Verilog, port metadata, configuration and filelist."""
+"""``stag generate``: write a design's Verilog, port metadata, configuration and file lists."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "generate", help="generate Verilog for a configuration",
-        description="Write rtl_out/<name>/: the Verilog, <name>.ports.json, <name>.config.json "
-                    "and the filelist <name>.f. Output is deterministic and written atomically.")
+        description="Write the design into DIR/<name>/ (--out DIR, default rtl_out): per module (the core "
+                    "stag_<name> and each unit stag_<name>_<unit>) its Verilog <module>.v, its ports "
+                    "<name>[.<unit>].ports.json and its file list <module>.f (only the Verilog files it "
+                    "needs); then <name>.config.json and <name>.f (every Verilog file). Prints every file "
+                    "written. Output is deterministic and written atomically.")
     add_design_arguments(parser)
     parser.add_argument("--cost", action="store_true",
                         help="also synthesize every module (the core and each unit) for ECP5 with Yosys and "
@@ -28,10 +31,13 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     config = config_from_args(args)
     design = generate(config, args.out)
+    files = design.files()
     print(f"generated {config.name} ({config.top_name}, {config.operand_bits}-bit operands, "
-          f"{config.acc_bits}-bit accumulator) in {time.perf_counter() - started:.1f} s")
-    for path in (design.verilog, design.ports, design.resolved_config, design.filelist):
-        print(f"  {path}")
+          f"{config.acc_bits}-bit accumulator) in {time.perf_counter() - started:.1f} s: {len(files)} files "
+          f"in {design.directory}/ (--out DIR writes DIR/{config.name}/)")
+    width = max(len(str(path)) for path, _ in files)
+    for path, what in files:
+        print(f"  {path!s:<{width}}  {what}")
     if args.cost:
         _print_costs(design, Path(args.work) / config.name / "cost")
     return 0

@@ -23,8 +23,12 @@ def test_generation_is_byte_identical_across_runs(tmp_path, name):
     units = ("pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", "resprop", "bitmap_encode", "bitmap_decode",
              "stochastic_pruner", "axi")
     assert preset(name).units == units
-    assert set(first) == {f"stag_{name}.v", f"{name}.ports.json", f"{name}.config.json", f"{name}.f",
-                          *(f"stag_{name}_{u}.v" for u in units), *(f"{name}.{u}.ports.json" for u in units)}
+    assert set(first) == {f"stag_{name}.v", f"{name}.ports.json", f"stag_{name}.f", f"{name}.config.json", f"{name}.f",
+                          *(f"stag_{name}_{u}.v" for u in units), *(f"{name}.{u}.ports.json" for u in units),
+                          *(f"stag_{name}_{u}.f" for u in units)}
+    # GeneratedDesign.files() names exactly what is written (the CLI prints it).
+    listed = [path for path, _ in generate(preset(name), tmp_path / "c").files()]
+    assert sorted(path.name for path in listed) == sorted(first)
 
 
 def test_files_describe_the_design(tmp_path):
@@ -54,6 +58,13 @@ def test_files_describe_the_design(tmp_path):
     assert json.loads(design.resolved_config.read_text()) == config.resolved()
     assert design.filelist.read_text().split() == [design.verilog.name,
                                                    *(f"{config.top_name}_{u}.v" for u in config.units)]
+    # Each module's own file list: its file, then those of the modules it instantiates (the AXI
+    # top instantiates the core), nothing else.
+    assert design.filelist_of(None).read_text().split() == [f"{config.top_name}.v"]
+    assert design.filelist_of("axi").read_text().split() == [f"{config.top_name}_axi.v", f"{config.top_name}.v"]
+    for unit in config.units:
+        if unit != "axi":
+            assert design.filelist_of(unit).read_text().split() == [f"{config.top_name}_{unit}.v"], unit
     pe_lane = json.loads(design.ports_of("pe_lane").read_text())["interface"]["members"]
     assert pe_lane["i_stream"]["members"]["payload"]["width"] == 2 * 8 + 2  # a, b, first, last
     assert pe_lane["o_stream"]["members"]["payload"]["width"] == config.acc_bits
@@ -68,7 +79,7 @@ def test_units_can_be_switched_off(tmp_path):
     config = dataclasses.replace(preset("tiny"), units=())
     design = generate(config, tmp_path)
     assert sorted(p.name for p in design.directory.iterdir()) == [
-        "stag_tiny.v", "tiny.config.json", "tiny.f", "tiny.ports.json"]
+        "stag_tiny.f", "stag_tiny.v", "tiny.config.json", "tiny.f", "tiny.ports.json"]
 
 
 def test_regeneration_replaces_the_directory(tmp_path):

@@ -18,11 +18,16 @@ def read_tree(directory: Path) -> dict[str, bytes]:
 
 def test_generate_twice_is_byte_identical(tmp_path, capsys):
     assert main(["generate", "--preset", "default", "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
     assert main(["generate", "--preset", "default", "--out", str(tmp_path / "b")]) == 0
     first, second = read_tree(tmp_path / "a"), read_tree(tmp_path / "b")
-    # The top and each unit: .v + ports each; the resolved config; the filelist.
-    assert first == second and len(first) == 2 * (1 + len(preset("default").units)) + 2
-    assert "stag_default.v" in capsys.readouterr().out
+    # The top and each unit: .v, ports and file list each; the resolved config; the design's file list.
+    assert first == second and len(first) == 3 * (1 + len(preset("default").units)) + 2
+    out = capsys.readouterr().out
+    # Every file written is printed (with its path), and where --out puts the design.
+    printed = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
+    assert sorted(printed) == sorted(str(tmp_path / "b" / name) for name in second)
+    assert "stag_default_axi.v" in out and "--out DIR writes DIR/default/" in out
 
 
 def test_generate_from_toml(tmp_path):
