@@ -13,7 +13,7 @@ transpose, whichever skips more). Blocks:
   mask, by a write of zeros).
 - :class:`~hw.vector_lane.VectorLane` s issue one nonzero per cycle against their B copy.
 - The accumulator memory holds ``accumulators x tile_m`` rows of ``vector`` sums. A lane's finished
-  row is added to the stored row (read, add, write: three stages) under the output mask; lanes
+  row is added to the stored row (grant register, read, add, write) under the output mask; lanes
   are served lowest first, one row per cycle. Live bits per row make a clear free.
 - A DRAIN reads one row per cycle through ``vector`` :class:`~hw.requantize.Requantizer` s onto
   ``o_data``, each element with its mask bit (ReLU ``value > 0``, or SWAT's keep bit).
@@ -323,13 +323,17 @@ class VectorCore(wiring.Component):
             m.d.comb += [w0.row.eq(head), w0.sums.eq(0)]
         m.d.comb += w0.valid.eq(granted | zero_granted)
         wb_mask_rd = masks.read_port()
-        # W1: the stored row, its live bit and its mask are read; W2: the sum is formed; then written.
+        # The granted result is registered first (the grant's priority chain and the row select stay
+        # out of the memories' address paths); W1: the stored row, its live bit and its mask are
+        # read; W2: the sum is formed; then written.
+        wg = Signal.like(w0)
+        m.d.sync += wg.eq(w0)
         w1 = Signal.like(w0)
         w1_live = Signal()
-        m.d.sync += [w1.eq(w0), w1_live.eq(live.bit_select(cmd.acc * tm + w0.row, 1))]
+        m.d.sync += [w1.eq(wg), w1_live.eq(live.bit_select(cmd.acc * tm + wg.row, 1))]
         m.d.comb += [
-            acc_rd.addr.eq(cmd.acc * tm + w0.row),
-            wb_mask_rd.addr.eq(current.set * tm + w0.row),
+            acc_rd.addr.eq(cmd.acc * tm + wg.row),
+            wb_mask_rd.addr.eq(current.set * tm + wg.row),
         ]
         w1_mask = Signal(vec)
         m.d.comb += w1_mask.eq(Mux(cmd.has_mask, wb_mask_rd.data, (1 << vec) - 1))
@@ -393,7 +397,7 @@ class VectorCore(wiring.Component):
 
         # ---- sequencing ------------------------------------------------------------------------------
         lanes_idle = ~Cat(lane.busy for lane in lane_units).any()
-        writeback_idle = ~w0.valid & ~w1.valid & ~w2.valid
+        writeback_idle = ~w0.valid & ~wg.valid & ~w1.valid & ~w2.valid
         m.d.comb += [loader.release.eq(0), loader.release_set.eq(current.set)]
         with m.If(starting_gemm):
             m.d.sync += [current.eq(incoming), running.eq(1), fetch.eq(0)]

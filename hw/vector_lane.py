@@ -180,8 +180,13 @@ class VectorLane(wiring.Component):
             ]
         with m.If(take_next & pending_valid):
             m.d.sync += [cur.eq(pending), live.eq(1), started.eq(0), pending_valid.eq(0)]
+        # The input register loads whenever it may (empty, or emptying this cycle), and only its
+        # valid bit depends on the handshake: the core's choice of lane never reaches the enable
+        # of these wide registers.
+        with m.If(self.i_row.ready):
+            m.d.sync += pending.eq(self.i_row.payload)
         with m.If(self.i_row.valid & self.i_row.ready):
-            m.d.sync += [pending.eq(self.i_row.payload), pending_valid.eq(1)]
+            m.d.sync += pending_valid.eq(1)
 
         # ---- t+1: operands into the multipliers ---------------------------------------------
         s1 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "row": range(self.rows),

@@ -64,8 +64,9 @@ FIFO_VISIBLE = 2
 #: Dispatcher: rows read ahead of the dispatch decision; a row read in cycle t is in the queue
 #: (and can be dispatched) from cycle t + 2.
 ROW_QUEUE = 3
-#: Write-back: registered stages after the grant (read, add), each must be empty to end a GEMM.
-WRITEBACK_STAGES = 2
+#: Write-back: registered stages after the grant (grant register, read, add), each must be empty
+#: to end a GEMM.
+WRITEBACK_STAGES = 3
 #: Drain: the first result beat leaves this many cycles after the DRAIN was taken.
 DRAIN_FIRST_BEAT = 6
 #: Drain: the next command can start this many cycles after the last beat.
