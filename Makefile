@@ -54,6 +54,7 @@ bench: setup
 	$(BIN)/python benchmarks/golden_step_time.py
 	$(BIN)/python benchmarks/skip_efficiency.py
 	$(BIN)/python benchmarks/design_study.py
+	$(BIN)/python benchmarks/throughput.py
 
 # The compute-core design study (docs/design_study.md): synthesize and route one slice of each
 # candidate on LFE5U-85F (about 10 minutes), then run the candidates' cycle models on the real

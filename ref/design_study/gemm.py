@@ -19,7 +19,7 @@ import torch
 from ref.contract.commands import Drain, Program, TileGemm
 from ref.contract.trace_programs import TracePass
 
-__all__ = ["GemmPattern", "program_pattern", "reduction_length", "trace_pass_pattern"]
+__all__ = ["GemmPattern", "program_operands", "program_pattern", "reduction_length", "trace_pass_pattern"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,15 +69,17 @@ class GemmPattern:
         return GemmPattern(f"{self.name} (T)", self.b.t().contiguous(), self.a.t().contiguous(), mask)
 
 
-def program_pattern(program: Program, name: str = "", *, k: int | None = None) -> GemmPattern:
-    """Rebuild the whole GEMM's pattern from a program lowered by ``ref.contract.lower_gemm``.
+def program_operands(program: Program, *, k: int | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The whole GEMM of a program lowered by ``ref.contract.lower_gemm``: int64 ``A`` [M, K],
+    ``B`` [K, N] and the bool mask [M, N] (None when every output is kept).
 
     ``program`` must declare its output (``output_shape`` and drain regions) and hold every output
     tile; each output tile's GEMMs are its K tiles in order. ``k``: the true reduction length
     (None: K as padded to whole tiles).
     """
     if program.output_shape is None:
-        raise ValueError("program_pattern: the program must declare output_shape and drain_regions")
+        raise ValueError("program_operands: the program must declare output_shape and drain_regions")
     m, n = program.output_shape
     tm, tn, tk = program.tile_m, program.tile_n, program.tile_k
     gemms: list[TileGemm] = []
@@ -93,27 +95,33 @@ def program_pattern(program: Program, name: str = "", *, k: int | None = None) -
         if k_tiles is None:
             k_tiles = len(gemms)
             kp = k_tiles * tk
-            a = torch.zeros((-(-m // tm) * tm, kp), dtype=torch.bool)
-            b = torch.zeros((kp, -(-n // tn) * tn), dtype=torch.bool)
+            a = torch.zeros((-(-m // tm) * tm, kp), dtype=torch.int64)
+            b = torch.zeros((kp, -(-n // tn) * tn), dtype=torch.int64)
             mask = torch.ones((a.shape[0], b.shape[1]), dtype=torch.bool)
         if len(gemms) != k_tiles:
-            raise ValueError("program_pattern: every output tile must have the same number of K tiles")
+            raise ValueError("program_operands: every output tile must have the same number of K tiles")
         for ki, g in enumerate(gemms):
-            a[reg.row0 : reg.row0 + tm, ki * tk : (ki + 1) * tk] = g.a.nonzero()
-            b[ki * tk : (ki + 1) * tk, reg.col0 : reg.col0 + tn] = g.b.nonzero()
+            a[reg.row0 : reg.row0 + tm, ki * tk : (ki + 1) * tk] = g.a.to_dense()
+            b[ki * tk : (ki + 1) * tk, reg.col0 : reg.col0 + tn] = g.b.to_dense()
             if g.out_mask is not None:
                 mask[reg.row0 : reg.row0 + tm, reg.col0 : reg.col0 + tn] = g.out_mask
         gemms = []
     if a is None or b is None or mask is None:
-        raise ValueError("program_pattern: the program has no Drain")
+        raise ValueError("program_operands: the program has no Drain")
     kk = a.shape[1] if k is None else k
     if not 1 <= kk <= a.shape[1]:
-        raise ValueError(f"program_pattern: k must be in [1, {a.shape[1]}], got {k!r}")
+        raise ValueError(f"program_operands: k must be in [1, {a.shape[1]}], got {k!r}")
     if a[:, kk:].any() or b[kk:, :].any():
-        raise ValueError(f"program_pattern: nonzero operands beyond k = {kk}")
+        raise ValueError(f"program_operands: nonzero operands beyond k = {kk}")
     mask = mask[:m, :n]
-    return GemmPattern(name, a[:m, :kk].contiguous(), b[:kk, :n].contiguous(),
-                       None if bool(mask.all()) else mask.contiguous())
+    return (a[:m, :kk].contiguous(), b[:kk, :n].contiguous(),
+            None if bool(mask.all()) else mask.contiguous())
+
+
+def program_pattern(program: Program, name: str = "", *, k: int | None = None) -> GemmPattern:
+    """The zero pattern of :func:`program_operands`."""
+    a, b, mask = program_operands(program, k=k)
+    return GemmPattern(name, a != 0, b != 0, mask)
 
 
 def reduction_length(p: TracePass) -> int:

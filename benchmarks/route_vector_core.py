@@ -1,0 +1,81 @@
+"""Synthesize and route the vector core on LFE5U-85F (out of context) and store its report.
+
+    python benchmarks/route_vector_core.py [--mode sparse|dense] [--freq MHZ] [--pnr-timeout MIN]
+
+The core of ``benchmarks/throughput.py`` (8 lanes x 16 MULT18X18D with their registers, tiles
+64 x 16 x 64, 128-bit stream), ``sparse`` with skipping on or ``dense`` with it off, through
+``stag.synth.synthesize_verilog`` (Yosys ``synth_ecp5``, nextpnr-ecp5 router2). Writes
+``benchmarks/results/vector_core_<mode>.json`` (LUT4, CCU2C, FF, DSP, BRAM, routed Fmax, seconds,
+the Yosys flow used) and prints nextpnr's critical path. Takes 15-25 minutes on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from amaranth.back import verilog  # noqa: E402
+
+from hw.vector_core import VectorCore  # noqa: E402
+from stag.synth import synthesize_verilog  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from throughput import VECTOR  # noqa: E402
+
+
+def critical_path(log: Path) -> list[str]:
+    """The last critical-path report of a nextpnr log: one line per step (delay, net or cell)."""
+    text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    starts = [i for i, line in enumerate(text) if "Critical path report for clock" in line]
+    if not starts:
+        return []
+    lines = []
+    for line in text[starts[-1] + 2:]:
+        if "ns logic" in line:
+            lines.append(line.removeprefix("Info:").strip())
+            break
+        match = re.match(r"Info:\s+(clk-to-q|routing|logic|setup)\s+([\d.]+)\s+([\d.]+)\s+(.*)$", line)
+        if match:
+            lines.append(f"{match[1]:<8} {match[2]:>5} {match[3]:>6}  {match[4]}")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("sparse", "dense"), default="sparse")
+    parser.add_argument("--freq", type=float, default=150.0, help="nextpnr target in MHz (default 150)")
+    parser.add_argument("--pnr-timeout", type=float, default=45.0, metavar="MIN")
+    args = parser.parse_args()
+    params = dataclasses.replace(VECTOR, target="ecp5", sparse=args.mode == "sparse")
+    work = ROOT / "runs" / f"vector_core_{args.mode}"
+    work.mkdir(parents=True, exist_ok=True)
+    source = work / "vector_core.v"
+    source.write_text(verilog.convert(VectorCore(params), name="vector_core", emit_src=False), encoding="utf-8")
+    print(f"== vector core ({args.mode}, {params.lanes} x {params.vector}, tiles {params.tile_m} x {params.vector} x "
+          f"{params.tile_k}): synthesis and place-and-route on LFE5U-85F, up to {args.pnr_timeout:.0f} min", flush=True)
+    started = time.perf_counter()
+    report = synthesize_verilog([source], "vector_core", work / "synth", frequency_mhz=args.freq,
+                                pnr_timeout_s=60 * args.pnr_timeout, design_name=f"vector_core_{args.mode}")
+    result = {k: v for k, v in report.to_json().items() if k != "cells"}
+    result["parameters"] = dataclasses.asdict(params)
+    result["critical_path"] = critical_path(work / "synth" / "nextpnr.log")
+    out = ROOT / "benchmarks" / "results" / f"vector_core_{args.mode}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(f"   LUT4 {report.lut4:,}  CCU2C {report.carry:,}  FF {report.ff:,}  DSP {report.dsp}  BRAM {report.bram}  "
+          f"Fmax {report.fmax_mhz} MHz ({time.perf_counter() - started:.0f} s, flow {report.flow})")
+    for line in result["critical_path"]:
+        print(f"   {line}")
+    print(f"   wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
