@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "UNITS", "ConfigError", "StagConfig", "load_config", "preset"]
+__all__ = ["MAX_ACC_BITS", "PRESETS", "UNITS", "ConfigError", "StagConfig", "load_config", "preset"]
 
 
 class ConfigError(ValueError):
@@ -27,6 +27,10 @@ UNITS: tuple[str, ...] = ("pe_lane", "lfsr", "relu_mask", "mask_apply", "topk", 
                           "bitmap_encode", "bitmap_decode", "stochastic_pruner", "axi")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+#: Widest accumulator (``StagConfig.acc_bits``): ``ref.contract``'s int64 (its ``MAX_ACC_BITS``;
+#: ``hw`` imports nothing of ``ref``, a test checks that the two agree).
+MAX_ACC_BITS = 64
 
 
 def _check_int(field: str, value: Any, low: int, high: int) -> None:
@@ -56,7 +60,8 @@ class StagConfig:
         characters. It names the output directory ``rtl_out/<name>/`` and the Verilog top module
         ``stag_<name>``.
     operand_bits:
-        Width of the signed two's-complement multiplier operands, 2..32 bits.
+        Width of the signed two's-complement multiplier operands, 2..32 bits, and at most
+        ``(64 - log2(max_reduction)) / 2``: the accumulator (:attr:`acc_bits`) is at most 64 bits.
     max_reduction:
         Longest dot product (number of products) one accumulator must hold without overflow,
         a power of two in 1..2**24. It sets the accumulator guard bits.
@@ -175,6 +180,14 @@ class StagConfig:
             # The accumulator must hold one whole tile's dot product without overflow.
             raise ConfigError(f"config field 'max_reduction': expected at least tile_k = {self.tile_k} "
                               f"(the accumulator must hold one tile's dot product), got {self.max_reduction}")
+        if self.acc_bits > MAX_ACC_BITS:
+            # The golden model (ref.contract) holds accumulators in int64; a wider one cannot be
+            # verified, and the regression's programs could not even be made.
+            guard = self.max_reduction.bit_length() - 1
+            raise ConfigError(
+                f"config field 'operand_bits': expected at most {(MAX_ACC_BITS - guard) // 2} with max_reduction = "
+                f"{self.max_reduction} (the accumulator, 2 * operand_bits + log2(max_reduction) = {self.acc_bits} "
+                f"bits, must fit the golden model's {MAX_ACC_BITS}-bit integers), got {self.operand_bits}")
 
     @property
     def product_bits(self) -> int:

@@ -173,7 +173,12 @@ class DrainReSprop(wiring.Component):
             with m.If(group == groups - 1):
                 m.d.sync += group.eq(0)
                 with m.If(prow == rows_m1):
-                    m.d.sync += [prow.eq(0), smp.eq(smp + 1), row_addr.eq(col_word)]
+                    m.d.sync += [prow.eq(0), row_addr.eq(col_word)]
+                    # Padding rows past the batch stay at sample N: counting on, `smp` (as wide as
+                    # N) wrapped back into the batch, e.g. at N = resprop_max_batch = 1 or with
+                    # tile_m - 1 padding rows past N = 4 in 3 bits (issue 19).
+                    with m.If(smp != samples):
+                        m.d.sync += smp.eq(smp + 1)
                 with m.Else():
                     m.d.sync += [prow.eq(prow + 1), row_addr.eq(row_addr + row_words)]
             with m.Else():

@@ -62,8 +62,10 @@ class OperandLoader(wiring.Component):
     a_bitmaps, b_bitmaps : Out(ArrayLayout(tile_k, BUFFER_SETS * rows))
         Row ``set * rows + r`` is the bitmap of A row / B column ``r`` of ``set`` (sparse core only).
     b_bitmap_wr_addr, b_bitmap_wr_data, b_bitmap_wr_en : Out
-        The same B column bitmap writes as a write port (address ``set * tile_n + column``), for
-        the lanes' own copies (sparse core only).
+        The same B column bitmap writes as a write port, for the lanes' own copies (sparse core
+        only): address ``Cat(column, set)``, i.e. ``set * 2**column_bits + column`` with
+        ``column_bits = (tile_n - 1).bit_length()``, so a lane reads it by concatenation, with no
+        adder (``set * tile_n + column`` only when ``tile_n`` is a power of two).
     masks : Out(ArrayLayout(tile_n, BUFFER_SETS * tile_m))
     starved : Out(1)
         A beat is wanted and ``i_data`` has none.
@@ -83,7 +85,7 @@ class OperandLoader(wiring.Component):
         bitmaps = {
             "a_bitmaps": Out(data.ArrayLayout(tile_k, BUFFER_SETS * tile_m)),
             "b_bitmaps": Out(data.ArrayLayout(tile_k, BUFFER_SETS * tile_n)),
-            "b_bitmap_wr_addr": Out(range(BUFFER_SETS * tile_n)),
+            "b_bitmap_wr_addr": Out((tile_n - 1).bit_length() + 1),
             "b_bitmap_wr_data": Out(tile_k),
             "b_bitmap_wr_en": Out(1),
         } if sparse else {}
@@ -238,7 +240,7 @@ class OperandLoader(wiring.Component):
         if self._sparse:
             m.d.sync += [
                 self.b_bitmap_wr_en.eq(store & (section == 1)),
-                self.b_bitmap_wr_addr.eq(load_set * tn + row),
+                self.b_bitmap_wr_addr.eq(Cat(row[:(tn - 1).bit_length()], load_set)),
             ]
             m.d.comb += self.b_bitmap_wr_data.eq(finished[:tk])
 

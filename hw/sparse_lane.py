@@ -114,10 +114,12 @@ class SparseLane(wiring.Component):
     b_set : In(1)
         The current command's buffer set (held for the whole command; sparse core only).
     b_bitmap_wr_addr, b_bitmap_wr_data, b_bitmap_wr_en : In
-        Write port of the lane's copy of the B column bitmaps (address ``set * tile_n + column``;
-        sparse core only). The lane reads the bitmap of item ``n`` on the edge that takes the item
-        into its input register, so the dispatcher does not carry it; a set is rewritten only
-        after the command that reads it has handed out its last item.
+        Write port of the lane's copy of the B column bitmaps (address ``Cat(column, set)``, i.e.
+        ``set * 2**column_bits + column`` with ``column_bits = (tile_n - 1).bit_length()``, as the
+        read by ``Cat(n, b_set)`` forms it; sparse core only). The lane reads the bitmap of item
+        ``n`` on the edge that takes the item into its input register, so the dispatcher does not
+        carry it; a set is rewritten only after the command that reads it has handed out its last
+        item.
     a_base, b_base : In(range(operand_words))
         First word of the current buffer set in the A / B memory.
     a_addr, b_addr : Out(range(operand_words)); a_word, b_word : In(bus_elems * operand_bits)
@@ -142,7 +144,7 @@ class SparseLane(wiring.Component):
         word_bits = bus_elems * operand_bits
         b_copy = {
             "b_set": In(1),
-            "b_bitmap_wr_addr": In(range(2 * tile_n)),
+            "b_bitmap_wr_addr": In((tile_n - 1).bit_length() + 1),
             "b_bitmap_wr_data": In(tile_k),
             "b_bitmap_wr_en": In(1),
         } if sparse else {}
@@ -194,7 +196,12 @@ class SparseLane(wiring.Component):
         # the input register), arrives with it.
         in_bbits = Signal(k_bits)
         if p["sparse"]:
-            m.submodules.b_bitmaps = b_copy = Memory(shape=unsigned(k_bits), depth=2 * p["tile_n"], init=[])
+            # Addressed by Cat(n, set) on both ports: the read takes no adder (it ends the
+            # dispatcher's compaction path). Each set spans 2**column_bits words, a few of them
+            # unused when tile_n is not a power of two. (The write once used `set * tile_n + n`,
+            # which differs from Cat(n, set) exactly then: issue 19's wrong results.)
+            column_bits = (p["tile_n"] - 1).bit_length()
+            m.submodules.b_bitmaps = b_copy = Memory(shape=unsigned(k_bits), depth=2 << column_bits, init=[])
             wr = b_copy.write_port()
             rd = b_copy.read_port()
             m.d.comb += [

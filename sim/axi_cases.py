@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from hw.config import StagConfig
 from ref.contract.random_programs import MODES, random_program
+from sim.core_program import acc_buffers
 from sim.core_regression import prune_cases, resprop_cases, topk_cases
 from sim.core_vectors import VectorCase, make_case
 
@@ -36,7 +37,8 @@ def axi_cases(config: StagConfig, seed: int, *, count: int | None = None, n_gemm
         density = densities[(seed * 3 + i * 2) % len(densities)]
         program = random_program(mode=mode, density=density, tile_m=config.tile_m, tile_n=config.tile_n,
                                  tile_k=config.tile_k, operand_bits=config.operand_bits, acc_bits=config.acc_bits,
-                                 n_gemms=n_gemms, k_tiles=k_tiles, seed=seed * 1000 + 500 + i)
+                                 n_gemms=n_gemms, k_tiles=k_tiles, seed=seed * 1000 + 500 + i,
+                                 acc_buffers=acc_buffers(config))
         gapped = i > 0
         cases.append(make_case(f"axi{i}_{mode}_d{round(density * 100):03d}", program, config,
                                idle=0.3 if gapped else 0.0, stall=0.4 if gapped else 0.0))

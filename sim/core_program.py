@@ -14,14 +14,22 @@ import torch
 from hw.config import StagConfig
 from hw.layouts import OP_DRAIN, OP_GEMM, ROUNDING_CODES, core_command_layout_for
 from ref.contract import Drain, Program, TileGemm
+from ref.contract.lowering import ACC_BUFFERS
 
-__all__ = ["EncodedProgram", "ProgramMismatch", "decode_drain", "decode_drain_mask", "encode_program",
+__all__ = ["EncodedProgram", "ProgramMismatch", "acc_buffers", "decode_drain", "decode_drain_mask", "encode_program",
            "mask_beats_from_drain", "program_for_config", "resprop_inputs", "resprop_p_addresses",
            "resprop_row_words"]
 
 
 class ProgramMismatch(ValueError):
     """The program cannot run on this core (tile sizes, accumulators, widths, formats)."""
+
+
+def acc_buffers(config: StagConfig) -> int:
+    """The accumulators a program lowered for ``config``'s core alternates its output tiles
+    between (the ``acc_buffers`` of ``ref.contract`` lowerings and random programs): the lowering's
+    ``ACC_BUFFERS``, or fewer when the core has fewer (``accumulators = 1``)."""
+    return min(ACC_BUFFERS, config.accumulators)
 
 
 @dataclass(frozen=True)

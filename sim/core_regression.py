@@ -14,6 +14,7 @@ from hw.config import StagConfig
 from ref.contract import Drain, PruneSetting, evaluate
 from ref.contract.random_programs import MODES, random_program, random_resprop_program
 from ref.topk_codes import keep_count, select_threshold
+from sim.core_program import acc_buffers, resprop_row_words
 from sim.core_vectors import VectorCase, make_case
 
 __all__ = ["DENSITIES", "TOPK_KEEP", "prune_cases", "regression_cases", "resprop_cases", "topk_cases"]
@@ -41,7 +42,7 @@ def regression_cases(config: StagConfig, seed: int, *, modes: tuple[str, ...] = 
             program = random_program(
                 mode=mode, density=density, tile_m=config.tile_m, tile_n=config.tile_n, tile_k=config.tile_k,
                 operand_bits=config.operand_bits, acc_bits=config.acc_bits, n_gemms=n_gemms, k_tiles=k_tiles,
-                seed=seed * 1000 + mi * 10 + di)
+                seed=seed * 1000 + mi * 10 + di, acc_buffers=acc_buffers(config))
             stalled = (mi + di) % 2 == 1
             cases.append(make_case(f"{mode}_d{round(density * 100):03d}", program, config,
                                    idle=0.3 if stalled else 0.0, stall=0.4 if stalled else 0.0))
@@ -63,7 +64,7 @@ def prune_cases(config: StagConfig, seed: int, *, n_gemms: int | None = None) ->
         program = random_program(
             mode=mode, density=density, tile_m=config.tile_m, tile_n=config.tile_n, tile_k=config.tile_k,
             operand_bits=config.operand_bits, acc_bits=config.acc_bits, n_gemms=n_gemms, k_tiles=2,
-            seed=seed * 1000 + 900 + i, prune=setting)
+            seed=seed * 1000 + 900 + i, prune=setting, acc_buffers=acc_buffers(config))
         stalled = i % 2 == 1
         cases.append(make_case(f"prune_{mode}_d{round(density * 100):03d}_tau{tau}", program, config,
                                idle=0.3 if stalled else 0.0, stall=0.4 if stalled else 0.0))
@@ -84,7 +85,8 @@ def topk_cases(config: StagConfig, seed: int, *, n_gemms: int | None = None) -> 
         program = random_program(
             mode=mode, density=density, tile_m=config.tile_m, tile_n=config.tile_n, tile_k=config.tile_k,
             operand_bits=config.operand_bits, acc_bits=config.acc_bits, n_gemms=n_gemms, k_tiles=2,
-            seed=seed * 1000 + 950 + i, topk_threshold=0 if threshold is None else threshold)
+            seed=seed * 1000 + 950 + i, topk_threshold=0 if threshold is None else threshold,
+            acc_buffers=acc_buffers(config))
         if threshold is None:
             # The threshold SWAT's recomputation would store for the codes these drains emit.
             drained = evaluate(program).tiles
@@ -111,7 +113,9 @@ def resprop_cases(config: StagConfig, seed: int) -> list[VectorCase]:
     - full-width codes and a threshold ``qmax * 2**4`` above every |D| (nothing kept; the core
       clamps T), target 0.01 % (the exponent steps down), storing sample 0.
 
-    Half run under random stalls. Sizes shrink on tiles above 4096 MACs to keep simulation short.
+    Half run under random stalls. Sizes shrink on tiles above 4096 MACs to keep simulation short,
+    and to what the core's P bank and batch hold (``resprop_max_elems``, ``resprop_max_batch``;
+    :func:`_fit_resprop`), so every configuration the validator accepts gets its four passes.
     """
     tm, tn, ob = config.tile_m, config.tile_n, config.operand_bits
     small = tm * tn * config.tile_k <= 4096
@@ -123,11 +127,13 @@ def resprop_cases(config: StagConfig, seed: int) -> list[VectorCase]:
         (2, tm // 2 + 1, tn, 0, (1 << ob) - 1, 4, 1, False, ob, 0),
     )
     cases = []
-    for i, (n, r, c, j, thr, exp, target, dense, out_bits, saturate_bits) in enumerate(plans):
+    for i, plan in enumerate(plans):
+        n, r, c, j, thr, exp, target, dense, out_bits, saturate_bits = _fit_resprop(config, *plan)
         program = random_resprop_program(
             n_samples=n, rows_per_sample=r, cols=c, tile_m=tm, tile_n=tn, tile_k=config.tile_k,
             operand_bits=ob, acc_bits=config.acc_bits, out_bits=out_bits, sample=j, mant=thr, exp=exp,
-            target_cp=target, dense=dense, saturate_bits=saturate_bits, seed=seed * 1000 + 970 + i)
+            target_cp=target, dense=dense, saturate_bits=saturate_bits, seed=seed * 1000 + 970 + i,
+            acc_buffers=acc_buffers(config))
         assert program.resprop is not None
         stalled = i % 2 == 1
         setting = program.resprop
@@ -135,3 +141,18 @@ def resprop_cases(config: StagConfig, seed: int) -> list[VectorCase]:
                 + ("_dense" if dense else "") + (f"_sat{saturate_bits}" if saturate_bits else ""))
         cases.append(make_case(name, program, config, idle=0.3 if stalled else 0.0, stall=0.4 if stalled else 0.0))
     return cases
+
+
+def _fit_resprop(config: StagConfig, n: int, r: int, c: int, j: int, *rest) -> tuple:
+    """A ReSprop plan ``(n, r, c, j, ...)`` cut to what ``config``'s core holds: the columns to the
+    column tiles one P bank holds, the rows per sample to the rows of those that fit, the batch to
+    ``resprop_max_batch`` (the stored sample stays inside it, or past it where the plan stores
+    none). Unchanged when it fits. One row of one column tile always fits (the validator asks
+    ``resprop_max_elems >= tile_n``)."""
+    tn = config.tile_n
+    tiles_fit = config.resprop_words // resprop_row_words(tn, config)
+    c = min(c, tiles_fit * tn)
+    r = min(r, config.resprop_words // resprop_row_words(c, config))
+    cut = min(n, config.resprop_max_batch)
+    j = cut if j >= n else min(j, cut - 1)
+    return (cut, r, c, j, *rest)

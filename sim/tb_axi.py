@@ -119,12 +119,14 @@ async def test_registers(dut):
     assert await acc.read_reg(regs.RESPROP_THR_EXP) == 0xFFFF_FFF9
     assert await acc.read_reg(regs.RESPROP_EXP_NEXT) == 0   # no load yet
     qmin, qmax = -(1 << (config.operand_bits - 1)), (1 << (config.operand_bits - 1)) - 1
-    codes = [qmin, qmax, -1, 1, 0]
-    addrs = [2 * config.lanes + 1 + i for i in range(len(codes))]    # across a word boundary
+    # Across a word boundary, inside the P bank (P_INDEX wraps at resprop_max_elems, a power of two).
+    codes = [qmin, qmax, -1, 1, 0][:config.resprop_max_elems]
+    first = min(2 * config.lanes + 1, config.resprop_max_elems - len(codes))
+    addrs = [first + i for i in range(len(codes))]
     await acc.write_resprop_p(addrs, codes)
-    assert await acc.read_reg(regs.RESPROP_P_INDEX) == addrs[-1] + 1
+    assert await acc.read_reg(regs.RESPROP_P_INDEX) == (addrs[-1] + 1) % config.resprop_max_elems
     assert await acc.read_resprop_p(addrs) == codes
-    assert await acc.read_reg(regs.RESPROP_P_INDEX) == addrs[-1] + 1
+    assert await acc.read_reg(regs.RESPROP_P_INDEX) == (addrs[-1] + 1) % config.resprop_max_elems
     assert await acc.read_reg(regs.RESPROP_NNZ) == 0 and await acc.read_reg(regs.RESPROP_LOAD) == 0
     for offset in (regs.RESPROP_ROWS, regs.RESPROP_CTRL, regs.RESPROP_THR_MANT, regs.RESPROP_THR_EXP):
         await acc.write_reg(offset, 0)

@@ -67,6 +67,12 @@ class PassResult:
 # Validation helpers
 
 
+def _check_acc_buffers(acc_buffers: int) -> int:
+    if not isinstance(acc_buffers, int) or isinstance(acc_buffers, bool) or acc_buffers < 1:
+        raise ValueError(f"acc_buffers must be an int >= 1, got {acc_buffers!r}")
+    return acc_buffers
+
+
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -115,6 +121,7 @@ def lower_gemm(
     acc_bits: int = 32,
     drain: Drain | None = None,
     resprop: ReSpropSetting | None = None,
+    acc_buffers: int = ACC_BUFFERS,
 ) -> Program:
     """Tile ``Cmat = out_mask ⊙ (a @ b)`` (a [M, K], b [K, N], int64) into a Program.
 
@@ -122,8 +129,10 @@ def lower_gemm(
     order with ``accumulate = (k tile > 0)``, then one Drain (``drain``'s shift/out_bits/rounding/relu
     and resprop; raw read-out when None). Ragged edges are zero-padded; padded mask entries are
     False. ``resprop``: the program's ReSpropSetting (for a ``drain`` with ``resprop``; its P is
-    [R, C] with ``M = n_samples * R`` and ``C = N``).
+    [R, C] with ``M = n_samples * R`` and ``C = N``). ``acc_buffers``: output tile ``t`` uses
+    accumulator ``t % acc_buffers`` (default :data:`ACC_BUFFERS`; 1 for a core with one accumulator).
     """
+    _check_acc_buffers(acc_buffers)
     _check_int_tensor("a", a, 2)
     _check_int_tensor("b", b, 2)
     _check_choice("a_format", a_format, FORMATS)
@@ -152,7 +161,7 @@ def lower_gemm(
     regions: list[Region] = []
     for mi in range(mt):
         for ni in range(nt):
-            acc = len(regions) % ACC_BUFFERS
+            acc = len(regions) % acc_buffers
             mask_t = None if mask_p is None else mask_p[mi * tm : (mi + 1) * tm, ni * tn : (ni + 1) * tn]
             for ki in range(kt):
                 commands.append(TileGemm(acc, a_ops[mi, ki], b_ops[ki, ni], mask_t, accumulate=ki > 0))
@@ -309,6 +318,7 @@ def lower_pass(
     tiles: tuple[int, int, int] = (8, 8, 8),
     acc_bits: int = 32,
     drain: Drain | None = None,
+    acc_buffers: int = ACC_BUFFERS,
 ) -> LoweredPass:
     """Lower one layer pass on int64 tensors to a Program.
 
@@ -319,7 +329,8 @@ def lower_pass(
     forces exact zeros elsewhere (BWI under relu_mask: ``x > 0`` of the layer input).
     ``a_format``/``b_format`` choose dense or bitmap operands for the GEMM's A and B (see the module
     table; ``gemm_formats`` maps a policy's skips). ``drain`` gives the read-out (shift, out_bits,
-    rounding, relu; its acc is ignored); None reads the raw int64 accumulators.
+    rounding, relu; its acc is ignored); None reads the raw int64 accumulators. ``acc_buffers``: the
+    accumulators the output tiles alternate between (``lower_gemm``).
     """
     _check_choice("kind", kind, KINDS)
     _check_choice("pass_", pass_, PASSES)
@@ -340,7 +351,8 @@ def lower_pass(
             raise ValueError(f"out_mask must have the output shape {g.out_shape}, got {tuple(out_mask.shape)}")
         mask_mtx = g.to_matrix(out_mask)
     program = lower_gemm(g.a.contiguous(), g.b.contiguous(), out_mask=mask_mtx, a_format=a_format,
-                         b_format=b_format, tiles=tiles, acc_bits=acc_bits, drain=drain)  # fmt: skip
+                         b_format=b_format, tiles=tiles, acc_bits=acc_bits, drain=drain,
+                         acc_buffers=acc_buffers)  # fmt: skip
     return LoweredPass(kind, pass_, program, g.out_shape, lambda mtx: g.from_matrix(mtx).contiguous())
 
 

@@ -57,7 +57,7 @@ from ref.contract.commands import (
     TileGemm,
 )
 from ref.contract.evaluate import evaluate
-from ref.contract.lowering import lower_gemm
+from ref.contract.lowering import ACC_BUFFERS, lower_gemm
 
 MODES: tuple[str, ...] = ("a", "b", "mask", "all", "dense")
 MAX_OPERAND_BITS = 32  # products of two 32-bit codes still fit the int64 evaluator (mod 2**64 wrap is exact)
@@ -139,6 +139,7 @@ def random_program(
     b_format: str | None = None,
     prune: PruneSetting | None = None,
     topk_threshold: int | None = None,
+    acc_buffers: int = ACC_BUFFERS,
 ) -> Program:
     """A random Program of ``n_gemms`` output tiles, each ``k_tiles`` TileGemms plus one Drain.
 
@@ -154,6 +155,8 @@ def random_program(
     rounding and ReLU); the other drains and every operand are the same as without it.
     ``topk_threshold``: the program gets this top-K threshold and its odd-numbered output tiles
     drain requantized the same way with ``topk`` (the keep bits as their mask).
+    ``acc_buffers``: output tile ``t`` uses accumulator ``t % acc_buffers``, as the lowering does
+    (``ref.contract.lowering.ACC_BUFFERS``; 1 for a core with one accumulator).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -169,6 +172,7 @@ def random_program(
     _check_pos_int("n_gemms", n_gemms)
     _check_pos_int("k_tiles", k_tiles)
     _check_pos_int("seed", seed, 0)
+    _check_pos_int("acc_buffers", acc_buffers)
     da, db, dm = mode_densities(mode, float(density))
     # The mode (not the realized density) decides the default: mode "a" at density 1 still sends A as a bitmap.
     fa = a_format if a_format is not None else ("bitmap" if mode in ("a", "all") else "dense")
@@ -182,7 +186,7 @@ def random_program(
     commands: list[TileGemm | Drain] = []
     regions: list[Region] = []
     for t in range(n_gemms):
-        acc = t % 2  # two accumulators, alternating, as the lowering does
+        acc = t % acc_buffers  # alternating, as the lowering does
         mask = None if dm is None else torch.rand((tm, tn), generator=gen) < dm
         for k in range(k_tiles):
             a = Operand.of(_random_tile(tm, tk, da, operand_bits, gen), fa)
@@ -224,6 +228,7 @@ def random_resprop_program(
     k_tiles: int = 1,
     saturate_bits: int = 0,
     seed: int,
+    acc_buffers: int = ACC_BUFFERS,
 ) -> Program:
     """A random ReSprop pass: the [N*R, C] GEMM ``A @ B`` lowered with ``Drain(resprop=True)``.
 
@@ -236,6 +241,7 @@ def random_resprop_program(
     The threshold is ``mant * 2**exp``; ``mant`` None picks the median |D| of the pass
     (``D = g - P``) with ``exp = 0``, so the keep test goes both ways. ``sample`` (j;
     ``>= n_samples`` stores none), ``target_cp`` and ``dense`` go to the ReSpropSetting.
+    ``acc_buffers``: the accumulators the output tiles alternate between (``lower_gemm``).
     Deterministic in ``seed``.
     """
     for name, v in (("n_samples", n_samples), ("rows_per_sample", rows_per_sample), ("cols", cols),
@@ -261,7 +267,7 @@ def random_resprop_program(
     tiles = (tile_m, tile_n, tile_k)
 
     def lowered(m: int, e: int) -> Program:
-        return lower_gemm(a, b, tiles=tiles, acc_bits=acc_bits, drain=drain,
+        return lower_gemm(a, b, tiles=tiles, acc_bits=acc_bits, drain=drain, acc_buffers=acc_buffers,
                           resprop=ReSpropSetting(p, n_samples, sample, m, e, target_cp, dense))
 
     if mant is None:

@@ -51,7 +51,7 @@ import torch
 
 from ref.contract.commands import Drain, Program, TileGemm
 from ref.contract.evaluate import drain_tile, wrap
-from ref.contract.lowering import PASSES, gemm_formats, lower_pass
+from ref.contract.lowering import ACC_BUFFERS, PASSES, gemm_formats, lower_pass
 from ref.layer_ops import ConvGeometry, LinearGeometry
 from ref.numerics import quantize_symmetric
 from ref.policies import (
@@ -256,6 +256,7 @@ def trace_programs(
     max_gemms: int | None = None,
     drain: Drain | None = None,
     first_layer_bwi: bool = False,
+    acc_buffers: int = ACC_BUFFERS,
 ) -> list[TracePass]:
     """One ``TracePass`` per (layer, pass) of the captured iteration ``trace.records[iteration_index]``.
 
@@ -266,6 +267,8 @@ def trace_programs(
     ``drain``: read-out of every Drain (None = raw accumulators). ``first_layer_bwi``: also lower
     the first layer's BWI, which training never runs (its input is the image). Passes whose
     tensors the trace lacks (no dY) are skipped. Order: layers in forward order, then ``passes``.
+    ``acc_buffers``: the accumulators the output tiles alternate between (``lower_gemm``; at most
+    the core's ``accumulators``).
     """
     if not isinstance(trace, Trace):
         raise ValueError(f"trace must be a ref.traces.Trace (see load_trace), got {type(trace).__name__}")
@@ -313,7 +316,8 @@ def trace_programs(
                 elif pass_ == "bww":
                     geo["w_shape"] = tuple(lay.tensors["w"].shape)
             lowered = lower_pass(kind, pass_, **ops, **geo, a_format=a_fmt, b_format=b_fmt, out_mask=mask,
-                                 tiles=(tile_m, tile_n, tile_k), acc_bits=acc_bits, drain=drain)  # fmt: skip
+                                 tiles=(tile_m, tile_n, tile_k), acc_bits=acc_bits, drain=drain,
+                                 acc_buffers=acc_buffers)  # fmt: skip
             program = lowered.program
             full = len(program.drain_regions)
             if max_gemms is not None and max_gemms < full:

@@ -126,6 +126,7 @@ def format_table(rows: list[dict]) -> str:
 def _load_passes(args, config, scratch: Path, progress):
     from ref.contract.trace_programs import make_digits_trace, trace_programs
     from ref.traces import load_trace
+    from sim.core_program import acc_buffers
 
     if args.trace is not None:
         trace = load_trace(args.trace)
@@ -143,7 +144,8 @@ def _load_passes(args, config, scratch: Path, progress):
                          f"got {args.iteration}")
     return trace, trace_programs(trace, iteration_index=args.iteration, tile_m=config.tile_m, tile_n=config.tile_n,
                                  tile_k=config.tile_k, operand_bits=config.operand_bits, acc_bits=config.acc_bits,
-                                 passes=args.passes, layers=args.layers, max_gemms=args.max_tiles)
+                                 passes=args.passes, layers=args.layers, max_gemms=args.max_tiles,
+                                 acc_buffers=acc_buffers(config))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ref.contract.trace_programs import make_digits_trace, trace_programs
     from ref.traces import load_trace
     from sim.compare import generate_pair, make_jobs, replay_and_compare, total_row
+    from sim.core_program import acc_buffers
     from stag.commands.compare import format_table
 
     if args.batch < 1:
@@ -122,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         args.results.mkdir(parents=True, exist_ok=True)
         for algo in args.algos:
             passes = trace_programs(traces[algo], tile_m=config.tile_m, tile_n=config.tile_n, tile_k=config.tile_k,
-                                    operand_bits=config.operand_bits, acc_bits=config.acc_bits)
+                                    operand_bits=config.operand_bits, acc_bits=config.acc_bits,
+                                    acc_buffers=acc_buffers(config))
             jobs = make_jobs(passes, config)
             rows, mismatches = replay_and_compare(
                 jobs, config, design, dense, ("verilator",), Path(args.work) / "demo" / config.name / algo,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hw.config import PRESETS, ConfigError, StagConfig, load_config, preset
+from hw.config import MAX_ACC_BITS, PRESETS, ConfigError, StagConfig, load_config, preset
 from ref.lfsr import is_maximal
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -42,6 +42,30 @@ def test_accumulator_width_holds_the_worst_case_sum():
             config = StagConfig(name="x", operand_bits=bits, max_reduction=reduction, tile_k=1, bus_elems=1)
             worst = reduction * (1 << (bits - 1)) ** 2  # every product is (-2**(b-1))**2
             assert worst <= (1 << (config.acc_bits - 1)) - 1
+
+
+def test_accumulator_wider_than_64_bits_is_rejected_naming_operand_bits():
+    """Issue 19: ``operand_bits = 32`` generated a core with ``acc_bits = 88`` whose regression then
+    failed ("acc_bits must be in [2, 64]"): the golden model's accumulators are int64. The widest
+    operands for a max_reduction are accepted (acc_bits = 64 exactly), one bit more is not."""
+    with pytest.raises(ConfigError, match=(
+            r"^config field 'operand_bits': expected at most 24 with max_reduction = 65536 \(the accumulator, "
+            r"2 \* operand_bits \+ log2\(max_reduction\) = 80 bits, must fit the golden model's 64-bit "
+            r"integers\), got 32$")):
+        dataclasses.replace(preset("default"), operand_bits=32)
+    with pytest.raises(ConfigError, match=r"config field 'operand_bits': expected at most 24 .* got 25$"):
+        dataclasses.replace(preset("default"), operand_bits=25)
+    assert dataclasses.replace(preset("default"), operand_bits=24).acc_bits == MAX_ACC_BITS == 64
+    widest = StagConfig(name="x", operand_bits=32, max_reduction=1, tile_k=1, bus_elems=1)
+    assert widest.acc_bits == 64
+    with pytest.raises(ConfigError, match="config field 'operand_bits': expected at most 31 with max_reduction = 4"):
+        StagConfig(name="x", operand_bits=32, max_reduction=4, tile_k=4, bus_elems=4)
+
+
+def test_accumulator_limit_is_the_golden_models():
+    from ref.contract.commands import MAX_ACC_BITS as REF_MAX_ACC_BITS
+
+    assert MAX_ACC_BITS == REF_MAX_ACC_BITS
 
 
 @pytest.mark.parametrize("name", ["tiny", "default"])

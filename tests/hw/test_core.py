@@ -24,7 +24,7 @@ from ref.numerics import requantize
 from ref.stochastic_prune_codes import mean_deviation_bound
 from ref.topk_codes import apply_threshold
 from sim.core_amaranth import run_core_amaranth, run_core_passes
-from sim.core_program import ProgramMismatch, encode_program, mask_beats_from_drain
+from sim.core_program import ProgramMismatch, acc_buffers, encode_program, mask_beats_from_drain
 
 
 def _program(cfg, mode, density, seed, **kw):
@@ -423,3 +423,80 @@ def test_resprop_p_stays_on_chip_between_passes(sparse):
         for got, exp, got_mask, exp_mask in zip(run.tiles, want.tiles, run.masks, want.masks, strict=True):
             assert torch.equal(got, exp) and torch.equal(got_mask, exp_mask)
         assert run.resprop_nnz == want.resprop_nnz
+
+
+@pytest.mark.parametrize("fields", [
+    dict(lanes=2, tile_m=4, tile_n=6, tile_k=8),
+    dict(lanes=4, tile_m=5, tile_n=12, tile_k=24, operand_bits=6, bus_elems=8, resprop_max_elems=256),
+], ids=["lanes2_n6", "lanes4_n12"])
+def test_core_with_tile_n_not_a_power_of_two_matches_ref(fields):
+    """Issue 19: whenever ``tile_n`` (so ``tile_n / lanes``) is not a power of two, the sparse core
+    drained wrong values. The loader wrote the lanes' B-bitmap copies at ``set * tile_n + n`` and
+    the lanes read them at ``Cat(n, set)`` (``set * 2**ceil(log2 tile_n) + n``), so every GEMM on
+    buffer set 1 used other columns' bitmaps (or none). Every operand mode with a pruning and a
+    top-K drain, two GEMMs per set at least, and a ReSprop pass with ragged columns, under stalls."""
+    cfg = dataclasses.replace(preset("tiny"), **fields)
+    setting = PruneSetting(tau=3, seed=5, lfsr_width=cfg.lfsr_width, lfsr_taps=cfg.lfsr_taps)
+    for seed, (mode, density) in enumerate((("b", 0.5), ("all", 0.7), ("a", 0.4), ("mask", 1.0))):
+        print(f"config={fields} mode={mode} density={density} seed={seed}")
+        program = _program(cfg, mode, density, seed, n_gemms=3, prune=setting, topk_threshold=2)
+        expected = evaluate(program)
+        run = run_core_amaranth(program, cfg, seed=seed, stall=0.3)
+        for got, want, got_mask, want_mask in zip(run.tiles, expected.tiles, run.masks, expected.masks, strict=True):
+            assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
+        assert run.prune_sum == expected.prune_sum
+        assert run.counters["macs_issued"] == sum(c.effectual_macs for c in expected.counts)
+    tm, tn, ob = cfg.tile_m, cfg.tile_n, cfg.operand_bits
+    program = random_resprop_program(n_samples=3, rows_per_sample=tm + 1, cols=tn + 1, tile_m=tm, tile_n=tn,
+                                     tile_k=cfg.tile_k, operand_bits=ob, acc_bits=cfg.acc_bits, out_bits=ob - 1,
+                                     sample=1, k_tiles=2, seed=7)
+    expected = evaluate(program)
+    run = run_core_amaranth(program, cfg, seed=7, stall=0.3)
+    for got, want, got_mask, want_mask in zip(run.tiles, expected.tiles, run.masks, expected.masks, strict=True):
+        assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
+    assert run.resprop_nnz == expected.resprop_nnz and run.resprop_exp_next == expected.resprop_exp_after
+    assert torch.equal(run.resprop_p, expected.resprop_p)
+
+
+@pytest.mark.parametrize(("fields", "n_samples"), [
+    (dict(resprop_max_batch=1), 1),
+    (dict(tile_m=12, resprop_max_batch=4), 4),
+], ids=["batch1", "batch4_tile_m12"])
+def test_resprop_padding_rows_past_a_full_batch(fields, n_samples):
+    """Issue 19: the drain's sample counter was as wide as ``resprop_max_batch`` and counted on
+    through the padding rows past the batch, so it wrapped back into it (N = 1: the tile's third
+    row was taken for sample 0; N = 4 with 12-row tiles: rows 8..11) and those padding rows emitted
+    S, counted and stored. One row per sample (a linear layer's dY), the last sample stored."""
+    cfg = dataclasses.replace(preset("tiny"), **fields)
+    program = random_resprop_program(n_samples=n_samples, rows_per_sample=1, cols=cfg.tile_n + 1, tile_m=cfg.tile_m,
+                                      tile_n=cfg.tile_n, tile_k=cfg.tile_k, operand_bits=cfg.operand_bits,
+                                      acc_bits=cfg.acc_bits, out_bits=cfg.operand_bits - 1, sample=n_samples - 1,
+                                      seed=11)
+    print(f"config: tiny with {fields}, n_samples={n_samples} rows_per_sample=1 seed=11")
+    expected = evaluate(program)
+    run = run_core_amaranth(program, cfg, seed=1, stall=0.3)
+    for got, want, got_mask, want_mask in zip(run.tiles, expected.tiles, run.masks, expected.masks, strict=True):
+        assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
+    assert run.resprop_nnz == expected.resprop_nnz and run.resprop_exp_next == expected.resprop_exp_after
+    assert torch.equal(run.resprop_p, expected.resprop_p)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_core_with_one_accumulator_matches_ref(sparse):
+    """Issue 19: ``accumulators = 1`` generated, but its regression sent ``acc = 1`` (the lowering
+    alternates two accumulators). Programs for this core use ``acc_buffers(config) = 1``: every
+    output tile in accumulator 0, each drained before the next tile's first GEMM clears it, with
+    pruning and top-K drains, under stalls."""
+    cfg = dataclasses.replace(preset("tiny"), accumulators=1, sparse=sparse)
+    assert acc_buffers(cfg) == 1 and acc_buffers(preset("tiny")) == 2
+    setting = PruneSetting(tau=3, seed=9, lfsr_width=cfg.lfsr_width, lfsr_taps=cfg.lfsr_taps)
+    for seed, (mode, density) in enumerate((("all", 0.6), ("b", 1.0)), start=40):
+        print(f"accumulators=1 sparse={sparse} mode={mode} density={density} seed={seed}")
+        program = _program(cfg, mode, density, seed, n_gemms=4, prune=setting, topk_threshold=2,
+                           acc_buffers=acc_buffers(cfg))
+        assert {c.acc for c in program.commands} == {0}
+        expected = evaluate(program)
+        run = run_core_amaranth(program, cfg, seed=seed, stall=0.3)
+        for got, want, got_mask, want_mask in zip(run.tiles, expected.tiles, run.masks, expected.masks, strict=True):
+            assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
+        assert run.prune_sum == expected.prune_sum

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ref.contract import Drain, TileGemm, gemm_formats, lower_pass, run_pass
+from ref.contract import Drain, TileGemm, evaluate, gemm_formats, lower_pass, run_pass
 from ref.numerics import quantize_symmetric
 
 # (a_format, b_format, tiles): tiles include sizes that divide no dimension and degenerate 1-wide tiles.
@@ -250,3 +250,15 @@ def test_lowering_rejects_bad_arguments() -> None:
         lower_pass("conv2d", "fwd", x=t["x"].double(), w=t["w"])
     with pytest.raises(ValueError, match="out_mask must have the output shape"):
         lower_pass("conv2d", "fwd", x=t["x"], w=t["w"], out_mask=torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="acc_buffers must be an int >= 1, got 0"):
+        lower_pass("conv2d", "fwd", x=t["x"], w=t["w"], acc_buffers=0)
+
+
+def test_one_accumulator_buffer() -> None:
+    """``acc_buffers = 1`` (a core with one accumulator, issue 19): every command uses accumulator 0
+    and the layer output is the same."""
+    t = _conv_case(5, 1, 1, 3)
+    two = lower_pass("conv2d", "fwd", x=t["x"], w=t["w"], padding=1, tiles=(8, 4, 10))
+    one = lower_pass("conv2d", "fwd", x=t["x"], w=t["w"], padding=1, tiles=(8, 4, 10), acc_buffers=1)
+    assert {c.acc for c in two.program.commands} == {0, 1} and {c.acc for c in one.program.commands} == {0}
+    assert torch.equal(evaluate(one.program).output, evaluate(two.program).output)

@@ -232,6 +232,21 @@ def test_deterministic_per_seed() -> None:
         assert a != snapshot(random_program(mode=mode, density=0.4, seed=4, **kw))
 
 
+def test_one_accumulator_buffer_gives_the_same_results() -> None:
+    """A core with one accumulator (``accumulators = 1``, issue 19) gets programs whose every
+    command uses accumulator 0, with the same operands and results as the two-buffer program."""
+    kw = {**TILES, "operand_bits": 6, "acc_bits": 20, "n_gemms": 3, "k_tiles": 2, "seed": 5}
+    two = random_program(mode="all", density=0.6, **kw)
+    one = random_program(mode="all", density=0.6, acc_buffers=1, **kw)
+    assert {c.acc for c in two.commands} == {0, 1} and {c.acc for c in one.commands} == {0}
+    assert all(torch.equal(a, b) for a, b in zip(evaluate(one).tiles, evaluate(two).tiles, strict=True))
+    rs = {"n_samples": 2, "rows_per_sample": 5, "cols": 5, **TILES, "operand_bits": 6, "acc_bits": 20,
+          "out_bits": 5, "sample": 1, "seed": 6}
+    two, one = random_resprop_program(**rs), random_resprop_program(**rs, acc_buffers=1)
+    assert {c.acc for c in two.commands} == {0, 1} and {c.acc for c in one.commands} == {0}
+    assert torch.equal(evaluate(one).output, evaluate(two).output)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -247,6 +262,7 @@ def test_deterministic_per_seed() -> None:
         ({"n_gemms": 0}, r"n_gemms must be an int >= 1"),
         ({"k_tiles": 0}, r"k_tiles must be an int >= 1"),
         ({"seed": -1}, r"seed must be an int >= 0"),
+        ({"acc_buffers": 0}, r"acc_buffers must be an int >= 1"),
         ({"a_format": "csr"}, r"a_format must be None or one of \('dense', 'bitmap'\)"),
         ({"b_format": "csr"}, r"b_format must be None or one of \('dense', 'bitmap'\)"),
     ],

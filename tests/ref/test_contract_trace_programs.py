@@ -184,6 +184,17 @@ def test_truncated_programs_with_requantizing_drain(digits_trace: Callable[[str]
     assert truncate_program(q, 10**6).commands == q.commands
 
 
+def test_one_accumulator_buffer(digits_trace: Callable[[str], Trace]) -> None:
+    """``acc_buffers = 1`` (a core with ``accumulators = 1``, issue 19): every command of every pass
+    uses accumulator 0 and the tiles still equal the pass's expected tiles."""
+    tps = trace_programs(digits_trace("dense"), layers=["conv2"], tile_m=8, tile_n=8, tile_k=8, operand_bits=BITS,
+                         acc_bits=32, max_gemms=3, acc_buffers=1)  # fmt: skip
+    for tp in tps:
+        assert {c.acc for c in tp.program.commands} == {0}
+        res = evaluate(tp.program)
+        assert all(torch.equal(a, b) for a, b in zip(res.tiles, tp.expected_tiles, strict=True))
+
+
 def test_narrow_accumulator_wraps_like_the_reference(digits_trace: Callable[[str], Trace]) -> None:
     """acc_bits = 12 < 2*8 + log2(K): the accumulators wrap; expected tiles wrap the exact reference."""
     trace = digits_trace("dense")
