@@ -25,7 +25,7 @@ from sim.core_program import (
     resprop_p_addresses,
 )
 
-__all__ = ["CoreRun", "run_core_amaranth", "run_core_passes"]
+__all__ = ["CoreRun", "run_core_amaranth", "run_core_passes", "stream_source"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,21 @@ class CoreRun:
 
 def _signed(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) & 1 else v
+
+
+async def stream_source(ctx, port, items, *, rng: random.Random, stall: float, lead: int = 0) -> None:
+    """Amaranth-simulator source for a stream port: after ``lead`` cycles, offers each item (raw
+    payload bits) until taken, withholding ``valid`` for a cycle with probability ``stall`` first."""
+    if lead:
+        await ctx.tick().repeat(lead)
+    for item in items:
+        while stall and rng.random() < stall:
+            ctx.set(port.valid, 0)
+            await ctx.tick()
+        ctx.set(port.valid, 1)
+        ctx.set(Value.cast(port.payload), item)
+        await ctx.tick().until(port.ready)
+    ctx.set(port.valid, 0)
 
 
 def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, stall: float = 0.0,
@@ -81,23 +96,11 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
     if rs is not None:
         lead += 1 + len(rs_addrs) + 1
 
-    async def source(ctx, port, items):
-        if lead:
-            await ctx.tick().repeat(lead)
-        for item in items:
-            while stall and rng.random() < stall:
-                ctx.set(port.valid, 0)
-                await ctx.tick()
-            ctx.set(port.valid, 1)
-            ctx.set(Value.cast(port.payload), item)
-            await ctx.tick().until(port.ready)
-        ctx.set(port.valid, 0)
-
     async def cmd_source(ctx):
-        await source(ctx, dut.i_cmd, enc.commands)
+        await stream_source(ctx, dut.i_cmd, enc.commands, rng=rng, stall=stall, lead=lead)
 
     async def data_source(ctx):
-        await source(ctx, dut.i_data, enc.data)
+        await stream_source(ctx, dut.i_data, enc.data, rng=rng, stall=stall, lead=lead)
 
     async def sink(ctx):
         # SWAT's stored threshold: registered by the core, so set before the first command.

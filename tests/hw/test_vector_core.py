@@ -17,6 +17,7 @@ from ref.contract.commands import Drain, Operand, Program, TileGemm
 from ref.contract.evaluate import evaluate
 from ref.contract.random_programs import random_program
 from ref.vector_cycle_model import predict_vector_cycles
+from sim.core_amaranth import stream_source
 from sim.vector_program import decode_vector_drain, encode_vector_program
 
 SMALL = VectorCoreParams(lanes=2, vector=4, tile_m=6, tile_k=8, operand_bits=4, acc_bits=14, bus_elems=4)
@@ -30,21 +31,11 @@ def run_vector_core(program, params: VectorCoreParams, *, seed: int, stall: floa
     beats: list[int] = []
     out: dict = {}
 
-    async def source(ctx, port, items):
-        for item in items:
-            while stall and rng.random() < stall:
-                ctx.set(port.valid, 0)
-                await ctx.tick()
-            ctx.set(port.valid, 1)
-            ctx.set(Value.cast(port.payload), item)
-            await ctx.tick().until(port.ready)
-        ctx.set(port.valid, 0)
-
     async def commands(ctx):
-        await source(ctx, dut.i_cmd, enc.commands)
+        await stream_source(ctx, dut.i_cmd, enc.commands, rng=rng, stall=stall)
 
     async def data(ctx):
-        await source(ctx, dut.i_data, enc.data)
+        await stream_source(ctx, dut.i_data, enc.data, rng=rng, stall=stall)
 
     async def sink(ctx):
         ctx.set(dut.topk_threshold, program.topk_threshold or 0)
