@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Cosimulations build their own directories per worker, so they run in parallel safely.
 JOBS   ?= auto
 
-.PHONY: setup system-packages test lint demo bench study regress clean
+.PHONY: setup system-packages test test-long lint demo bench study regress clean
 
 setup: system-packages $(STAMP)
 
@@ -33,7 +33,12 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(JOBS) -q
+	$(BIN)/python -m pytest -n $(JOBS) -q -m "not long" --durations=15
+
+# The tests marked `long` (more random programs on the default design, a whole iteration on both
+# simulators): the same checks as `make test` at a larger size, about 5 more minutes on 2 cores.
+test-long: setup
+	$(BIN)/python -m pytest -n $(JOBS) -q -m long
 
 lint: setup
 	$(BIN)/ruff check .

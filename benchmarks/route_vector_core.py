@@ -69,8 +69,9 @@ def main() -> int:
     result["critical_path"] = critical_path(work / "synth" / "nextpnr.log")
     out = ROOT / "benchmarks" / "results" / f"vector_core_{args.mode}.json"
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"   LUT4 {report.lut4:,}  CCU2C {report.carry:,}  FF {report.ff:,}  DSP {report.dsp}  BRAM {report.bram}  "
-          f"Fmax {report.fmax_mhz} MHz ({time.perf_counter() - started:.0f} s, flow {report.flow})")
+    print(f"   LUT4 {report.lut4:,}  CCU2C {report.carry:,}  FF {report.ff:,}  DSP {report.dsp}  "
+          f"BRAM {report.bram}  DPR16X4 {report.lutram}  Fmax {report.fmax_mhz} MHz "
+          f"({time.perf_counter() - started:.0f} s, flow {report.flow})")
     for line in result["critical_path"]:
         print(f"   {line}")
     print(f"   wrote {out}")

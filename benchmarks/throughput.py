@@ -147,7 +147,9 @@ def main() -> int:
                    "multipliers": ppa.get("multipliers", VECTOR.lanes * VECTOR.vector if core in ("dense_max",
                                                                                                    "vector_sparse")
                                           else PRESENT["lanes"]),
-                   "lut4": ppa.get("lut4"), "ff": ppa.get("ff"), "dsp": ppa.get("dsp"), "bram": ppa.get("bram")}
+                   "lut4": ppa.get("lut4"), "ff": ppa.get("ff"), "dsp": ppa.get("dsp"), "bram": ppa.get("bram"),
+                   # Distributed RAM (TRELLIS_DPR16X4), beside the logic LUTs that lut4 counts.
+                   "lutram": ppa.get("lutram", 0)}
             rows.append(row)
             per_klut = f"{gmacs / (row['lut4'] / 1e3):.3f}" if gmacs and row["lut4"] else "-"
             print(f"   {core:<14} {algo:<17} {cycles:>8,} {model[core, algo]:>8,} {fmax or 0:>6.1f} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from amaranth import Const, Value
 
-__all__ = ["popcount"]
+__all__ = ["popcount", "tree_sum"]
 
 
 def popcount(value: Value, width: int) -> Value:
@@ -12,7 +12,13 @@ def popcount(value: Value, width: int) -> Value:
 
     Combinational; the result is wide enough for ``width`` (0 for ``width == 0``).
     """
-    terms = [value[i] for i in range(width)]
+    return tree_sum([value[i] for i in range(width)])
+
+
+def tree_sum(terms: list[Value]) -> Value:
+    """The sum of ``terms`` as a balanced adder tree (depth log2(len(terms)), not a chain of
+    ``len(terms)`` carry chains). Combinational; wide enough for the sum; 0 for no terms."""
+    terms = list(terms)
     if not terms:
         return Const(0, 1)
     while len(terms) > 1:

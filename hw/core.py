@@ -33,8 +33,7 @@ from hw.drain_resprop import DrainReSprop
 from hw.layouts import OP_GEMM, core_command_layout_for
 from hw.operand_loader import BUFFER_SETS, OperandLoader, descriptor_layout
 from hw.requantize import Requantizer
-from hw.resprop import EXP_BITS as RESPROP_EXP_BITS
-from hw.resprop import TARGET_BITS as RESPROP_TARGET_BITS
+from hw.result_path_ports import result_path_ports
 from hw.sparse_lane import SparseLane
 
 __all__ = ["SparseCore", "core_signature", "counters_layout"]
@@ -74,27 +73,7 @@ def core_signature(config: StagConfig) -> wiring.Signature:
         "o_data": Out(stream.Signature(config.result_bits)),
         "counters": Out(counters_layout(config.counter_bits, config.lanes)),
         "idle": Out(1),
-        "prune_tau": In(config.prune_tau_bits),
-        "prune_seed": In(config.lfsr_width),
-        "prune_load": In(1),
-        "prune_sum": Out(config.prune_sum_bits),
-        "topk_threshold": In(config.operand_bits),
-        "resprop_load": In(1),
-        "resprop_mant": In(config.operand_bits),
-        "resprop_exp": In(signed(RESPROP_EXP_BITS)),
-        "resprop_target": In(RESPROP_TARGET_BITS),
-        "resprop_rows": In(range(config.resprop_words + 1)),
-        "resprop_cols": In(range(config.resprop_max_elems + 1)),
-        "resprop_row_words": In(range(config.resprop_words + 1)),
-        "resprop_samples": In(config.resprop_sample_bits),
-        "resprop_sample": In(config.resprop_sample_bits),
-        "resprop_dense": In(1),
-        "resprop_nnz": Out(config.resprop_nnz_bits),
-        "resprop_exp_next": Out(signed(RESPROP_EXP_BITS)),
-        "resprop_p_addr": In(max(1, (config.resprop_max_elems - 1).bit_length())),
-        "resprop_p_wdata": In(config.operand_bits),
-        "resprop_p_we": In(1),
-        "resprop_p_rdata": Out(config.operand_bits),
+        **result_path_ports(config),
     })
 
 

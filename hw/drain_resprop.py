@@ -165,13 +165,17 @@ class DrainReSprop(wiring.Component):
         row_addr = Signal(wb + 1)          # word of the beat's row at group 0 (one guard bit)
         col_word = Signal(wb + 1)          # word offset of the tile's column, for a sample's row 0
         cols_left = Signal(signed(len(cols) + 1))   # output columns from the tile's first one on
-        group = Signal(range(groups))
+        # The beat's column group within its row (none when a beat is a whole row: the vector core).
+        group = Signal(range(groups)) if groups > 1 else Const(0, 1)
         with m.If(self.start):
             m.d.sync += [prow.eq(self.i_row), smp.eq(self.i_sample0), row_addr.eq(self.i_word),
-                         col_word.eq(self.i_col * groups), cols_left.eq(cols - self.i_col * tn), group.eq(0)]
+                         col_word.eq(self.i_col * groups), cols_left.eq(cols - self.i_col * tn)]
+            if groups > 1:
+                m.d.sync += group.eq(0)
         with m.Elif(self.issue):
             with m.If(group == groups - 1):
-                m.d.sync += group.eq(0)
+                if groups > 1:
+                    m.d.sync += group.eq(0)
                 with m.If(prow == rows_m1):
                     m.d.sync += [prow.eq(0), row_addr.eq(col_word)]
                     # Padding rows past the batch stay at sample N: counting on, `smp` (as wide as
@@ -181,8 +185,9 @@ class DrainReSprop(wiring.Component):
                         m.d.sync += smp.eq(smp + 1)
                 with m.Else():
                     m.d.sync += [prow.eq(prow + 1), row_addr.eq(row_addr + row_words)]
-            with m.Else():
-                m.d.sync += group.eq(group + 1)
+            if groups > 1:
+                with m.Else():
+                    m.d.sync += group.eq(group + 1)
 
         # Per beat, carried down the pipeline beside the value: its P word, whether its row belongs
         # to the batch (padding rows past N*R do not), whether it is sample j's, and how many of its

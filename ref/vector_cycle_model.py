@@ -25,16 +25,21 @@ the next output tile's GEMMs.
 *GEMM* (from the cycle after it was taken). Rows are read in order, one per cycle, while the
 ``ROW_QUEUE``-row queue (counting the read in flight) has room; a row read in cycle t can be
 dispatched from t + 2, and the dispatcher offers the queue's first row, one row per cycle at most.
-A row with work goes to the lowest-numbered lane whose input register is free or empties this cycle; a row without work
-takes no lane, except that a row that accumulates under a partial mask must win the write port
-(when no lane offers a result). A lane moves a row from its input register into issue when it has
-nothing left to issue or issues its last nonzero; it issues one nonzero per cycle, the first only
-while fewer than ``RESULT_DEPTH`` of its rows are between first issue and write-back. A row's
-sums are in the lane's result FIFO ``RESULT_WRITE`` cycles after its last issue and visible
-``FIFO_VISIBLE`` cycles after that (or the cycle after the previous result was taken). The write
-port takes one result per cycle, the lowest lane first. The GEMM ends when every row has left
-the dispatcher, every lane is empty and the write-back pipeline (``WRITEBACK_STAGES``) is empty;
-its buffer set is free from the next cycle, and the next command can start then.
+A row with work goes to the lowest-numbered lane holding a credit (``LANE_CREDITS`` per lane: the
+lane's input register); down the dispatch chain it is in lane j's input register from
+``ROW_ARRIVAL + j`` cycles later, and the credit comes back ``CREDIT_RETURN`` cycles after the lane
+moved the row into issue. A row without work takes no lane, except that a row that accumulates
+under a partial mask must be written (as zeros) in a cycle no result arrives. A lane moves a row
+from its input register into issue when it has nothing left to issue or issues its last nonzero;
+it issues one nonzero per cycle, the first only while fewer than ``RESULT_DEPTH`` of its rows are
+between first issue and leaving the lane. A row's sums are stored ``RESULT_WRITE`` cycles after its
+last issue; from the next cycle on, the oldest stored result of a lane goes into the slot passing
+it on the result chain if that slot is empty (each lane passes its slot to the next lane a cycle
+later; the last lane's slot reaches the write-back), and its memory slot is free for an issue the
+cycle after. The GEMM ends when every row has left the dispatcher, every lane and slot was empty
+the cycle before (the lanes report it through a register), every credit is home and the
+write-back pipeline (``WRITEBACK_STAGES`` registers) is empty; its buffer set is free from the next
+cycle, and the next command can start then.
 
 *DRAIN*: ``tile_m`` result beats, the first ``DRAIN_FIRST_BEAT`` cycles after it was taken; the
 next command can start ``DRAIN_TAIL`` cycles after its last beat.
@@ -55,18 +60,23 @@ __all__ = ["VectorCycleEstimate", "predict_vector_cycles"]
 
 #: Descriptors that may wait between the loader and the compute side.
 DESCRIPTOR_QUEUE = 4
-#: Lane: rows between first issue and their result being taken (its result FIFO's depth).
-RESULT_DEPTH = 8
-#: Lane: a row's sums are written into its result FIFO this many cycles after its last issue.
+#: Lane: rows it may hold before issue (its input register): the dispatcher's credits per lane.
+LANE_CREDITS = 1
+#: Dispatcher: a row picked in cycle d is in lane j's input register from d + this + j (the
+#: core's dispatch register, then one chain register per lane before it).
+ROW_ARRIVAL = 2
+#: Lane: a credit spent on a row comes back this many cycles after the row left the input register.
+CREDIT_RETURN = 2
+#: Lane: rows between first issue and their result leaving the lane (its result memory's depth).
+RESULT_DEPTH = 16
+#: Lane: a row's sums are stored this many cycles after its last issue (and can leave the cycle after).
 RESULT_WRITE = 5
-#: Lane: a result written at the end of cycle w is visible on the lane's output in w + this.
-FIFO_VISIBLE = 2
 #: Dispatcher: rows read ahead of the dispatch decision; a row read in cycle t is in the queue
 #: (and can be dispatched) from cycle t + 2.
 ROW_QUEUE = 3
-#: Write-back: registered stages after the grant (grant register, read, add), each must be empty
-#: to end a GEMM.
-WRITEBACK_STAGES = 3
+#: Write-back: registers after the result chain (the arriving result, the accumulator read, its
+#: registered data, the sum); each must be empty to end a GEMM.
+WRITEBACK_STAGES = 4
 #: Drain: the first result beat leaves this many cycles after the DRAIN was taken.
 DRAIN_FIRST_BEAT = 6
 #: Drain: the next command can start this many cycles after the last beat.
@@ -98,21 +108,29 @@ def _ceil_div(a: int, b: int) -> int:
 
 @dataclass
 class _Lane:
-    pending: tuple[int, int] | None = None   # (row, nonzeros) in the input register
+    pending: tuple[int, int, int] | None = None   # (row, nonzeros, first usable cycle): the input register
+    credits: int = LANE_CREDITS
+    credit_back: deque = None                 # cycles credits come back
     remaining: int = 0                        # nonzeros of the row in issue
     started: bool = False
     in_flight: int = 0
-    written: deque = None                     # write cycles of results in the FIFO, oldest first
-    last_pop: int = -10
+    written: deque = None                     # store cycles of results still in the lane, oldest first
+    slot: bool = False                        # the lane's result-chain register holds a result
 
     def __post_init__(self) -> None:
-        self.written = deque()
+        self.credit_back, self.written = deque(), deque()
 
-    def out_valid(self, t: int) -> bool:
-        return bool(self.written) and t >= max(self.written[0] + FIFO_VISIBLE, self.last_pop + 1)
+    def settle(self, t: int) -> None:
+        """Credits that come back by cycle ``t``."""
+        while self.credit_back and self.credit_back[0] <= t:
+            self.credit_back.popleft()
+            self.credits += 1
+
+    def stored(self, t: int) -> bool:
+        return bool(self.written) and t > self.written[0]
 
     def busy(self) -> bool:
-        return self.pending is not None or self.remaining > 0 or self.in_flight > 0
+        return self.pending is not None or self.remaining > 0 or self.in_flight > 0 or self.slot
 
 
 def _gemm_rows(cmd: TileGemm, rows: int, k_len: int, *, vector: int, sparse: bool) -> list[tuple[int, str]]:
@@ -184,6 +202,7 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
     queue_rows: deque = deque()     # rows read ahead, waiting for their dispatch decision
     arriving = None                 # the row read last cycle (enters the queue this cycle)
     wb = [False] * WRITEBACK_STAGES
+    lanes_busy_before = False       # any lane busy in the cycle before (the lanes' registered busy)
     drain_start = 0
     last_beat = -1
     gemm_cycles = drain_cycles = wait_cycles = issued = 0
@@ -205,15 +224,13 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
                 take = not running and not (draining and drain_acc == head_cmd.acc)
             else:
                 take = not draining and not (running and gemm_acc == head_cmd.acc)
-        lane_ready = []
         lane_issue = []
         for lane in lanes_state:
-            issue = lane.remaining > 0 and (lane.started or lane.in_flight < RESULT_DEPTH)
-            take_next = lane.remaining == 0 or (issue and lane.remaining == 1)
-            lane_issue.append(issue)
-            lane_ready.append(lane.pending is None or take_next)
-        valid = [lane.out_valid(t) for lane in lanes_state]
-        grant = next((j for j, v in enumerate(valid) if v), None)
+            lane.settle(t)
+            lane_issue.append(lane.remaining > 0 and (lane.started or lane.in_flight < RESULT_DEPTH))
+        # The result chain: lane j sees the slot lane j - 1 holds (lane 0 an empty one).
+        incoming = lanes_state[-1].slot
+        inserts = [not (j and lanes_state[j - 1].slot) and lane.stored(t) for j, lane in enumerate(lanes_state)]
         head_done = False
         pick = None
         zero_grant = False
@@ -223,17 +240,20 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
         if running and head_valid:
             kind = rows[head][1]
             if kind == "lane":
-                pick = next((j for j, r in enumerate(lane_ready) if r), None)
+                pick = next((j for j, lane in enumerate(lanes_state) if lane.credits > 0), None)
                 head_done = pick is not None
             elif kind == "zero":
-                zero_grant = grant is None
+                zero_grant = not incoming
                 head_done = zero_grant
             else:
                 head_done = True
-        w0 = grant is not None or zero_grant
+        w0 = incoming or zero_grant
+        # Lanes report busy a cycle late; the credits cover a row on its way in.
+        lanes_busy = any(lane.busy() for lane in lanes_state)
+        credits_home = all(lane.credits == LANE_CREDITS for lane in lanes_state)
         run_done = (running and fetch == len(rows) and arriving is None and not head_valid and not w0
-                    and not any(wb)
-                    and not any(lane.busy() for lane in lanes_state))
+                    and not any(wb) and not lanes_busy_before and credits_home)
+        lanes_busy_before = lanes_busy
         beat_now = draining and drain_start + DRAIN_FIRST_BEAT <= t < drain_start + DRAIN_FIRST_BEAT + tile_m
         if beat_now:
             last_beat = t
@@ -272,17 +292,22 @@ def predict_vector_cycles(program: Program, *, lanes: int, vector: int, tile_m: 
                 lane.started = lane.remaining > 0
                 if lane.remaining == 0:
                     lane.written.append(t + RESULT_WRITE)
-            if grant == j:
+            if inserts[j]:
                 lane.written.popleft()
-                lane.last_pop = t
                 lane.in_flight -= 1
-            take_next = lane.remaining == 0  # after this cycle's issue
-            if take_next and lane.pending is not None:
+            # The input register moves into issue when nothing is left to issue after this cycle.
+            if lane.remaining == 0 and lane.pending is not None and lane.pending[2] <= t:
                 lane.remaining, lane.started = lane.pending[1], False
                 lane.pending = None
+                lane.credit_back.append(t + CREDIT_RETURN)
             if pick == j:
-                lane.pending = (head, rows[head][0])
+                lane.credits -= 1
+                lane.pending = (head, rows[head][0], t + ROW_ARRIVAL + j)
         wb = [w0, *wb[:-1]]
+        # Every lane's slot moves on: its own result if it inserted one, else what the lane before held.
+        slots = [inserts[j] or (j > 0 and lanes_state[j - 1].slot) for j in range(lanes)]
+        for lane, slot in zip(lanes_state, slots, strict=True):
+            lane.slot = bool(slot)
         if running:
             if head_done:
                 queue_rows.popleft()

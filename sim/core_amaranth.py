@@ -67,6 +67,23 @@ async def stream_source(ctx, port, items, *, rng: random.Random, stall: float, l
     ctx.set(port.valid, 0)
 
 
+
+async def read_resprop_results(ctx, dut, p_shape, p_addresses: list[int], operand_bits: int) -> dict:
+    """After a ReSprop drain: the core's ``resprop_nnz`` and ``resprop_exp_next``, then (after a
+    ``resprop_load`` pulse that turns the drained pass into the stored one) the P codes read back
+    at ``p_addresses`` (one cycle each), shaped ``p_shape``. Works on either core's result path."""
+    out = {"resprop_nnz": ctx.get(dut.resprop_nnz), "resprop_exp_next": ctx.get(dut.resprop_exp_next)}
+    ctx.set(dut.resprop_load, 1)
+    await ctx.tick()
+    ctx.set(dut.resprop_load, 0)
+    codes = []
+    for addr in p_addresses:
+        ctx.set(dut.resprop_p_addr, addr)
+        await ctx.tick()
+        codes.append(_signed(ctx.get(dut.resprop_p_rdata), operand_bits))
+    out["resprop_p"] = torch.tensor(codes, dtype=torch.int64).reshape(p_shape)
+    return out
+
 def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, stall: float = 0.0,
                       max_cycles: int = 2_000_000, data: list[int] | None = None) -> CoreRun:
     """Simulate ``program`` on the core of ``config``.
@@ -133,17 +150,7 @@ def run_core_amaranth(program: Program, config: StagConfig, *, seed: int = 0, st
         result["counters"]["lane_busy"] = [ctx.get(dut.counters.lane_busy[j]) for j in range(config.lanes)]
         result["prune_sum"] = ctx.get(dut.prune_sum) if setting is not None else None
         if rs is not None:
-            result["resprop_nnz"] = ctx.get(dut.resprop_nnz)
-            result["resprop_exp_next"] = ctx.get(dut.resprop_exp_next)
-            ctx.set(dut.resprop_load, 1)
-            await ctx.tick()
-            ctx.set(dut.resprop_load, 0)
-            codes = []
-            for addr in rs_addrs:
-                ctx.set(dut.resprop_p_addr, addr)
-                await ctx.tick()
-                codes.append(_signed(ctx.get(dut.resprop_p_rdata), config.operand_bits))
-            result["resprop_p"] = torch.tensor(codes, dtype=torch.int64).reshape(rs.p.shape)
+            result.update(await read_resprop_results(ctx, dut, rs.p.shape, rs_addrs, config.operand_bits))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

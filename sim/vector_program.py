@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import torch
 
-from hw.layouts import OP_DRAIN, OP_GEMM, ROUNDING_CODES, vector_command_layout
+from hw.layouts import OP_DRAIN, OP_GEMM, ROUNDING_CODES
 from hw.vector_core import VectorCoreParams
 from ref.contract.commands import Drain, Program, TileGemm
 from ref.vector_extent import tile_extent
 
-__all__ = ["VectorEncoded", "decode_vector_drain", "encode_vector_program"]
+__all__ = ["VectorEncoded", "decode_vector_drain", "encode_vector_program", "vector_resprop_inputs",
+           "vector_resprop_p_addresses", "vector_resprop_row_words"]
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,71 @@ def _check(program: Program, params: VectorCoreParams) -> None:
     for cmd in program.commands:
         if isinstance(cmd, TileGemm) and cmd.acc >= params.accumulators:
             raise ValueError(f"command uses accumulator {cmd.acc}; the core has {params.accumulators}")
-        if isinstance(cmd, Drain) and (cmd.prune or cmd.resprop):
-            raise ValueError("the vector core has no result-path pruner or ReSprop difference yet")
+        if isinstance(cmd, Drain) and cmd.resprop and cmd.out_bits > params.operand_bits:
+            raise ValueError(f"a ReSprop drain must requantize to out_bits <= operand_bits = {params.operand_bits}, "
+                             f"not {cmd.out_bits}")
+        if isinstance(cmd, Drain) and cmd.prune and cmd.out_bits != params.operand_bits:
+            raise ValueError(f"a pruning drain must requantize to out_bits = operand_bits = {params.operand_bits}, "
+                             f"not {cmd.out_bits}")
+    setting = program.prune
+    if setting is not None:
+        if (setting.lfsr_width, setting.lfsr_taps) != (params.lfsr_width, params.lfsr_taps):
+            raise ValueError(f"program prune LFSR (width {setting.lfsr_width}, taps {setting.lfsr_taps:#x}) is not the "
+                             f"core's (width {params.lfsr_width}, taps {params.lfsr_taps:#x})")
+        if setting.tau >= 1 << params.prune_tau_bits:
+            raise ValueError(f"program prune tau = {setting.tau} does not fit the core's {params.prune_tau_bits}-bit "
+                             f"tau (0..{(1 << params.prune_tau_bits) - 1})")
+
+
+    rs = program.resprop
+    if rs is not None:
+        need = rs.rows_per_sample * vector_resprop_row_words(rs.cols, params)
+        if need > params.resprop_words:
+            raise ValueError(f"program resprop P is [{rs.rows_per_sample}, {rs.cols}]: {need} words of {params.vector} "
+                             f"codes with its columns padded to vector = {params.vector}, but the core's P bank holds "
+                             f"{params.resprop_words} (resprop_max_elems = {params.resprop_max_elems})")
+        if rs.n_samples > params.resprop_max_batch:
+            raise ValueError(f"program resprop n_samples = {rs.n_samples}, but the core takes at most "
+                             f"resprop_max_batch = {params.resprop_max_batch}")
+        if rs.mant >= 1 << params.operand_bits:
+            raise ValueError(f"program resprop mant = {rs.mant} does not fit the core's {params.operand_bits}-bit "
+                             f"threshold mantissa")
+        limit = 1 << (params.operand_bits - 1)
+        if int(rs.p.min()) < -limit or int(rs.p.max()) > limit - 1:
+            raise ValueError(f"program resprop p has values outside the core's signed {params.operand_bits}-bit "
+                             f"range [{-limit}, {limit - 1}]")
+
+
+def vector_resprop_row_words(cols: int, params: VectorCoreParams) -> int:
+    """P words of one output row in the vector core's P memory: one per ``vector`` columns."""
+    return -(-cols // params.vector)
+
+
+def vector_resprop_inputs(program: Program, params: VectorCoreParams) -> dict[str, int]:
+    """The core's ``resprop_*`` inputs for ``program``'s ReSpropSetting (taken at ``resprop_load``)."""
+    rs = program.resprop
+    if rs is None:
+        raise ValueError("the program has no ReSpropSetting")
+    return {"mant": rs.mant, "exp": rs.exp, "target": rs.target_cp, "rows": rs.rows_per_sample, "cols": rs.cols,
+            "row_words": vector_resprop_row_words(rs.cols, params), "samples": rs.n_samples,
+            "sample": min(rs.sample, rs.n_samples), "dense": int(rs.dense)}
+
+
+def vector_resprop_p_addresses(rows: int, cols: int, params: VectorCoreParams) -> list[int]:
+    """Element addresses of P[r, c] in row-major order, for the core's ``resprop_p_*`` port."""
+    stride = vector_resprop_row_words(cols, params) * params.vector
+    return [r * stride + c for r in range(rows) for c in range(cols)]
 
 
 def encode_vector_program(program: Program, params: VectorCoreParams) -> VectorEncoded:
     """Command words and data beats of ``program`` for the vector core of ``params``."""
     _check(program, params)
-    layout = vector_command_layout(params.acc_index_bits, params.tile_m, params.tile_k)
+    layout = params.command_layout()
     be, bits, bus_bits = params.bus_elems, params.operand_bits, params.bus_bits
     commands: list[int] = []
     beats: list[int] = []
     drains = 0
+    regions = iter(program.drain_regions)
     for cmd in program.commands:
         if isinstance(cmd, TileGemm):
             a_bitmap = params.sparse and cmd.a.format == "bitmap"
@@ -101,7 +155,15 @@ def encode_vector_program(program: Program, params: VectorCoreParams) -> VectorE
             drains += 1
             fields = dict(op=OP_DRAIN, acc=cmd.acc, shift=cmd.shift,
                           out_bits=0 if cmd.out_bits is None else cmd.out_bits,
-                          rounding=ROUNDING_CODES[cmd.rounding], relu=int(cmd.relu), topk=int(cmd.topk))
+                          rounding=ROUNDING_CODES[cmd.rounding], relu=int(cmd.relu), prune=int(cmd.prune),
+                          topk=int(cmd.topk), resprop=int(cmd.resprop))
+            region = next(regions, None)
+            if cmd.resprop:
+                assert region is not None and program.resprop is not None  # Program checks
+                r_per = program.resprop.rows_per_sample
+                row, col = region.row0 % r_per, region.col0 // params.vector
+                fields.update(rs_row=row, rs_col=col, rs_sample=region.row0 // r_per,
+                              rs_word=row * vector_resprop_row_words(program.resprop.cols, params) + col)
         commands.append(layout.const(fields).as_value().value)
     return VectorEncoded(tuple(commands), tuple(beats), drains, params.tile_m)
 

@@ -30,10 +30,12 @@ class SynthReport:
     """Resources and timing of one design on ECP5 (counts are Yosys cells after ``synth_ecp5``).
 
     ``lut4`` counts LUT4 cells, ``carry`` CCU2C cells (2 LUTs + carry each), ``ff`` TRELLIS_FF,
-    ``dsp`` MULT18X18D, ``bram`` DP16KD. ``fmax_mhz`` is nextpnr's post-route maximum frequency
-    of ``clk`` (None when place-and-route was skipped or did not finish). ``routed``: True when
-    nextpnr routed the design, False when it did not finish within the time limit (``pnr_note``
-    then quotes its last router progress line), None when place-and-route was skipped.
+    ``dsp`` MULT18X18D, ``bram`` DP16KD, ``lutram`` TRELLIS_DPR16X4 (a 16 x 4 distributed RAM:
+    the four LUTs of two slices, with a third slice's LUTs for its write port). ``fmax_mhz`` is
+    nextpnr's post-route maximum frequency of ``clk`` (None when place-and-route was skipped or did
+    not finish). ``routed``: True when nextpnr routed the design, False when it did not finish
+    within the time limit (``pnr_note`` then quotes its last router progress line), None when
+    place-and-route was skipped.
     ``verilog_sha256`` identifies the Verilog that was synthesized, so a saved report can be
     matched to the RTL it describes. ``flow`` is the Yosys flow that produced the netlist:
     ``"synth_ecp5"`` (LUTs mapped by ABC9) or ``"synth_ecp5+abc"`` (the plain-ABC fallback after
@@ -56,6 +58,7 @@ class SynthReport:
     pnr_note: str = ""
     flow: str = "synth_ecp5"
     synth_note: str = ""
+    lutram: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -222,7 +225,7 @@ def synthesize_verilog(sources: list[Path], top: str, work_dir: Path, *, place_a
         dsp=cells.get("MULT18X18D", 0), bram=cells.get("DP16KD", 0), fmax_mhz=fmax,
         synth_seconds=synth_seconds, pnr_seconds=pnr_seconds,
         verilog_sha256=hashlib.sha256(sources[0].read_bytes()).hexdigest(), routed=routed, pnr_note=note,
-        flow=flow, synth_note=synth_note,
+        flow=flow, synth_note=synth_note, lutram=cells.get("TRELLIS_DPR16X4", 0),
     )
 
 

@@ -13,33 +13,69 @@ from amaranth import Value
 from amaranth.sim import Simulator
 
 from hw.vector_core import VectorCore, VectorCoreParams
-from ref.contract.commands import Drain, Operand, Program, TileGemm
+from ref.contract.commands import Drain, Operand, Program, PruneSetting, TileGemm
 from ref.contract.evaluate import evaluate
-from ref.contract.random_programs import random_program
+from ref.contract.random_programs import random_program, random_resprop_program
 from ref.vector_cycle_model import predict_vector_cycles
-from sim.core_amaranth import stream_source
-from sim.vector_program import decode_vector_drain, encode_vector_program
+from sim.core_amaranth import read_resprop_results, stream_source
+from sim.vector_program import (
+    decode_vector_drain,
+    encode_vector_program,
+    vector_resprop_inputs,
+    vector_resprop_p_addresses,
+)
 
 SMALL = VectorCoreParams(lanes=2, vector=4, tile_m=6, tile_k=8, operand_bits=4, acc_bits=14, bus_elems=4)
 
 
 def run_vector_core(program, params: VectorCoreParams, *, seed: int, stall: float, max_cycles: int = 200_000):
-    """Simulate ``program``; the drained tiles, their mask bits, the counters and the cycle count."""
+    """Simulate ``program``; the drained tiles, their mask bits, the counters (and the pruner's sum)
+    and the cycle count. A program that prunes loads the pruner first, three cycles before any
+    command (which the cycle count leaves out)."""
     enc = encode_vector_program(program, params)
     dut = VectorCore(params)
     rng = random.Random(seed)
     beats: list[int] = []
     out: dict = {}
+    setting = program.prune
+    lead = 0 if setting is None else 3
+    # A ReSprop program begins its pass (resprop_load), then writes its P, one code per cycle;
+    # afterwards a second load swaps in the stored P, which is read back.
+    rs = program.resprop
+    rs_addrs = [] if rs is None else vector_resprop_p_addresses(rs.rows_per_sample, rs.cols, params)
+    if rs is not None:
+        lead += 1 + len(rs_addrs) + 1
 
     async def commands(ctx):
-        await stream_source(ctx, dut.i_cmd, enc.commands, rng=rng, stall=stall)
+        await stream_source(ctx, dut.i_cmd, enc.commands, rng=rng, stall=stall, lead=lead)
 
     async def data(ctx):
-        await stream_source(ctx, dut.i_data, enc.data, rng=rng, stall=stall)
+        await stream_source(ctx, dut.i_data, enc.data, rng=rng, stall=stall, lead=lead)
 
     async def sink(ctx):
         ctx.set(dut.topk_threshold, program.topk_threshold or 0)
         cycle = 0
+        if setting is not None:
+            ctx.set(dut.prune_tau, setting.tau)
+            ctx.set(dut.prune_seed, setting.seed)
+            ctx.set(dut.prune_load, 1)
+            await ctx.tick()
+            ctx.set(dut.prune_load, 0)
+            cycle += 1
+        if rs is not None:
+            for name, value in vector_resprop_inputs(program, params).items():
+                ctx.set(getattr(dut, f"resprop_{name}"), value)
+            ctx.set(dut.resprop_load, 1)
+            await ctx.tick()
+            ctx.set(dut.resprop_load, 0)
+            ctx.set(dut.resprop_p_we, 1)
+            for addr, v in zip(rs_addrs, rs.p.flatten().tolist(), strict=True):
+                ctx.set(dut.resprop_p_addr, addr)
+                ctx.set(dut.resprop_p_wdata, v & ((1 << params.operand_bits) - 1))
+                await ctx.tick()
+            ctx.set(dut.resprop_p_we, 0)
+            cycle += 1 + len(rs_addrs)
+        cycle -= lead
         while len(beats) < enc.drains * enc.drain_beats or not ctx.get(dut.idle):
             ready = not (stall and rng.random() < stall)
             ctx.set(dut.o_data.ready, ready)
@@ -52,6 +88,9 @@ def run_vector_core(program, params: VectorCoreParams, *, seed: int, stall: floa
             assert cycle < max_cycles, f"core stalled with {len(beats)} result beats"
         out["macs_issued"] = ctx.get(dut.counters.macs_issued)
         out["macs_dense"] = ctx.get(dut.counters.macs_dense)
+        out["prune_sum"] = ctx.get(dut.prune_sum) if setting is not None else None
+        if rs is not None:
+            out.update(await read_resprop_results(ctx, dut, rs.p.shape, rs_addrs, params.operand_bits))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -93,6 +132,88 @@ def test_vector_core_matches_ref(mode, density, a_format, stall, sparse, bus_ele
         assert (tile == ref_tile).all(), f"drain {index}:\n{tile}\nref\n{ref_tile}"
         assert (mask == ref_mask).all(), f"drain {index} mask bits"
     assert counters["macs_dense"] == want.dense_macs
+
+
+@pytest.mark.parametrize(("mode", "sparse"), [("a", True), ("all", True), ("dense", False), ("mask", True)])
+def test_result_path_pruner_matches_ref(mode, sparse):
+    """Pruning drains (Dai et al. on the result path): every code, mask bit and the sum of |g| equal
+    ref's, the LFSR running on across drains (one draw per element, row by row) and skipping the
+    unpruned ones; tau = 0 bypasses; a tau above qmax substitutes qmax."""
+    params = dataclasses.replace(SMALL, sparse=sparse)
+    qmax = (1 << (params.operand_bits - 1)) - 1
+    changed = 0
+    for seed, density, tau in ((21, 0.7, 3), (22, 1.0, 5), (23, 0.5, 0), (24, 0.9, qmax + 4), (25, 1.0, 1)):
+        print(f"mode={mode} sparse={sparse} density={density} tau={tau} seed={seed}")
+        setting = PruneSetting(tau=tau, seed=1 + seed * 7 % 250, lfsr_width=params.lfsr_width,
+                               lfsr_taps=params.lfsr_taps)
+        program = random_program(mode=mode, density=density, tile_m=params.tile_m, tile_n=params.vector,
+                                 tile_k=params.tile_k, operand_bits=params.operand_bits, acc_bits=params.acc_bits,
+                                 n_gemms=4, k_tiles=2, seed=seed, a_format="bitmap" if sparse else "dense",
+                                 b_format="dense", prune=setting)
+        want = evaluate(program)
+        drains, counters = run_vector_core(program, params, seed=seed, stall=0.3)
+        for (tile, mask), ref_tile, ref_mask in zip(drains, want.tiles, want.masks, strict=True):
+            assert (tile == ref_tile).all(), f"{tile}\nref\n{ref_tile}"
+            assert (mask == ref_mask).all()
+        assert counters["prune_sum"] == want.prune_sum
+        unpruned = evaluate(dataclasses.replace(program, prune=None, commands=tuple(
+            dataclasses.replace(c, prune=False) if isinstance(c, Drain) else c for c in program.commands)))
+        changed += sum(int((a != b).sum()) for a, b in zip(want.tiles, unpruned.tiles, strict=True))
+        if tau == 0:
+            assert all((a == b).all() for a, b in zip(want.tiles, unpruned.tiles, strict=True))
+    assert changed > 0   # the pruner changed codes: the comparison is not vacuous
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_result_path_resprop_matches_ref(sparse):
+    """``resprop`` drains (ReSprop's difference on the result path), with P written through the
+    core's P port and random stalls: every S and mask bit, the nonzero count, the exponent after the
+    x2 / /2 step and the stored P read back after the next load equal ref's. The passes cover a
+    sample straddling row tiles with ragged columns (the median threshold against a 90 % target:
+    the exponent steps down), one row per sample storing none with T = floor(2**-1) = 0 (steps
+    up), a dense pass (held), a threshold above every |D| (the core clamps T), and codes that
+    saturate both ways."""
+    params = dataclasses.replace(SMALL, sparse=sparse)
+    tm, vec, ob = params.tile_m, params.vector, params.operand_bits
+    plans = ((3, tm + 1, vec + 1, 1, None, 0, 9000, False, ob - 1, 0),
+             (tm + 2, 1, vec - 1, tm + 2, 1, -1, 1500, False, ob - 1, 0),
+             (2, 2, vec, 1, 0, 2, 0, True, ob, 0), (2, tm // 2 + 1, vec, 0, (1 << ob) - 1, 3, 0, False, ob, 0),
+             (3, tm + 1, vec + 1, 2, None, 0, 9000, False, ob - 1, 2))
+    kept = dropped = 0
+    steps = []
+    for i, (n, r, c, j, mant, exp, target, dense, out_bits, saturate_bits) in enumerate(plans):
+        seed = 60 + i
+        program = random_resprop_program(n_samples=n, rows_per_sample=r, cols=c, tile_m=tm, tile_n=vec,
+                                         tile_k=params.tile_k, operand_bits=ob, acc_bits=params.acc_bits,
+                                         out_bits=out_bits, sample=j, mant=mant, exp=exp, target_cp=target,
+                                         dense=dense, k_tiles=2, saturate_bits=saturate_bits, seed=seed)
+        print(f"n={n} r={r} c={c} j={j} threshold={program.resprop.mant}*2**{exp} target={target} dense={dense} "
+              f"saturate_bits={saturate_bits} seed={seed}")
+        want = evaluate(program)
+        drains, out = run_vector_core(program, params, seed=seed, stall=0.3)
+        for (tile, mask), ref_tile, ref_mask in zip(drains, want.tiles, want.masks, strict=True):
+            assert (tile == ref_tile).all(), f"{tile}\nref\n{ref_tile}"
+            assert (mask == ref_mask).all()
+        assert out["resprop_nnz"] == want.resprop_nnz
+        assert out["resprop_exp_next"] == want.resprop_exp_after
+        assert torch.equal(out["resprop_p"], want.resprop_p)
+        steps.append(want.resprop_exp_after - exp)
+        if not dense and mant is None:
+            kept, dropped = want.resprop_nnz, int((want.output == 0).sum())
+        assert torch.equal(want.resprop_p, program.resprop.p) != (j < n)
+    assert kept > 0 and dropped > 0   # the median threshold kept some differences and dropped others
+    assert steps[:3] == [-1, 1, 0]    # the controller stepped both ways and held on the dense pass
+
+
+def test_pruning_programs_the_core_cannot_run_are_rejected():
+    program = random_program(mode="a", density=0.5, tile_m=SMALL.tile_m, tile_n=SMALL.vector, tile_k=SMALL.tile_k,
+                             operand_bits=SMALL.operand_bits, acc_bits=SMALL.acc_bits, seed=1,
+                             prune=PruneSetting(tau=2, seed=3, lfsr_width=8, lfsr_taps=0xB8))
+    with pytest.raises(ValueError, match="prune LFSR"):
+        encode_vector_program(program, SMALL)
+    wide = PruneSetting(tau=1 << SMALL.prune_tau_bits, seed=3, lfsr_width=SMALL.lfsr_width, lfsr_taps=SMALL.lfsr_taps)
+    with pytest.raises(ValueError, match="tau"):
+        encode_vector_program(dataclasses.replace(program, prune=wide), SMALL)
 
 
 def test_vector_core_default_geometry_matches_ref():

@@ -71,7 +71,10 @@ def test_training_iteration_bit_exact(algo, tmp_path, built_designs):
     assert sum(r["effectual_macs"] for r in rows) < sum(r["dense_macs"] for r in rows)
 
 
+@pytest.mark.long
 def test_icarus_and_verilator_agree_on_an_iteration(tmp_path, built_designs):
+    """A whole relu_mask iteration through the AXI top on both simulators, record for record (make
+    test runs the same comparison on two layers of SWAT: test_cli_compare_both_simulators)."""
     config = preset("tiny")
     _, passes = _passes(tmp_path, config, "relu_mask")
     jobs = make_jobs(passes, config)

@@ -50,9 +50,24 @@ def test_random_programs_every_mode_and_density_tiny(built_designs, tmp_path, se
 
 
 def test_random_programs_default(built_designs, tmp_path):
-    """The default core (8 lanes, 16x16x64 tiles) on every mode at 10 % and 50 %, and dense; two
-    programs that prune, two that compare with a top-K threshold and two ReSprop passes on the
-    result path."""
+    """The default core (8 lanes, 16x16x64 tiles) on every mode at 30 %, and dense; a program that
+    prunes, one that compares with a top-K threshold and a ReSprop pass on the result path (the
+    tiny core runs every mode and density; ``test_random_programs_default_long`` more of each)."""
+    seed = 3
+    print(f"preset=default STAG_SEED={seed}")
+    design, _ = built_designs("default", "icarus")
+    cases = regression_cases(design.config, seed, modes=("a", "b", "mask", "all"), densities=(0.3,))
+    cases += regression_cases(design.config, seed, modes=("dense",), densities=(1.0,))
+    cases += prune_cases(design.config, seed, n_gemms=2)[:1]
+    cases += topk_cases(design.config, seed, n_gemms=2)[:1]
+    cases += resprop_cases(design.config, seed)[:1]
+    _run_both(built_designs, tmp_path, "default", cases, seed)
+
+
+@pytest.mark.long
+def test_random_programs_default_long(built_designs, tmp_path):
+    """The default core on every mode at 10 % and 50 %, and dense; two programs that prune, two that
+    compare with a top-K threshold and two ReSprop passes on the result path."""
     seed = 3
     print(f"preset=default STAG_SEED={seed}")
     design, _ = built_designs("default", "icarus")

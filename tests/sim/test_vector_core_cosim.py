@@ -1,7 +1,8 @@
 """The vector core's Verilog on Icarus and Verilator (cocotb, sim.tb_vector_core): every result beat
 equals ref on random programs with stalls, both simulators agree value for value and cycle for
-cycle, and without stalls the cycle model predicts their cycles. Both multiplier targets: the
-ecp5 one with the behavioural MULT18X18D model."""
+cycle, and without stalls the cycle model predicts their cycles; a pruning program's sum of |g|
+equals ref's, and so do a ReSprop pass's nonzero count, next exponent and stored P. Both
+multiplier targets: the ecp5 one with the behavioural MULT18X18D model."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from amaranth.back import verilog
 
 from hw.mac import MULT18X18D_MODEL
 from hw.vector_core import VectorCore, VectorCoreParams
-from ref.contract.random_programs import random_program
+from ref.contract.commands import PruneSetting
+from ref.contract.random_programs import random_program, random_resprop_program
 from ref.vector_cycle_model import predict_vector_cycles
 from sim.runner import SIMULATORS, build_sources, run_cocotb_top
 from sim.vector_cases import VectorCase, write_vector_cases
@@ -33,6 +35,19 @@ def _cases(params: VectorCoreParams) -> list[VectorCase]:
                                  n_gemms=3, k_tiles=2, seed=SEED + index, a_format=a_format, b_format="dense",
                                  topk_threshold=2)
         cases.append(VectorCase(f"case{index}_{mode}", program, idle=idle, stall=stall))
+    # The result path's pruner: even-numbered drains prune (random_program), the LFSR running on.
+    setting = PruneSetting(tau=3, seed=77, lfsr_width=params.lfsr_width, lfsr_taps=params.lfsr_taps)
+    program = random_program(mode="a", density=0.6, tile_m=params.tile_m, tile_n=params.vector, tile_k=params.tile_k,
+                             operand_bits=params.operand_bits, acc_bits=params.acc_bits, n_gemms=3, k_tiles=2,
+                             seed=SEED + 9, a_format="bitmap", b_format="dense", prune=setting)
+    cases.append(VectorCase("case_prune", program, idle=0.2, stall=0.2))
+    # ReSprop's difference: a sample straddling row tiles, ragged columns, P through the port.
+    program = random_resprop_program(n_samples=3, rows_per_sample=params.tile_m + 1, cols=params.vector + 1,
+                                     tile_m=params.tile_m, tile_n=params.vector, tile_k=params.tile_k,
+                                     operand_bits=params.operand_bits, acc_bits=params.acc_bits,
+                                     out_bits=params.operand_bits - 1, sample=1, target_cp=9000, k_tiles=2,
+                                     seed=SEED + 11)
+    cases.append(VectorCase("case_resprop", program, idle=0.1, stall=0.3))
     return cases
 
 
