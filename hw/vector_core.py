@@ -86,7 +86,7 @@ class VectorCoreParams:
     lanes: vector lanes, 1..32.  vector: MACs per lane and the tile's columns (``tile_n``), 1..64,
     a multiple or a divisor of ``bus_elems``.  tile_m: rows of a tile, 1..1024.  tile_k: the reduction length of
     a tile, a multiple of ``bus_elems``, 1..1024.  operand_bits: 2..18.  acc_bits: at least
-    ``2 * operand_bits``, at most 62.  bus_elems: operands per data beat.  accumulators: tiles of
+    ``2 * operand_bits``, at most 62.  bus_elems: operands per data beat, a power of two.  accumulators: tiles of
     sums on chip, 1..8.  counter_bits: 8..64.  target: multiplier implementation
     (``hw.mac.TARGETS``).  sparse: False issues every k of every row (the dense array).
     lfsr_width, lfsr_taps: the result-path pruner's Galois LFSR (``ref.lfsr``; as
@@ -132,6 +132,9 @@ class VectorCoreParams:
         if not isinstance(self.lfsr_taps, int) or not (self.lfsr_taps >> (self.lfsr_width - 1)) == 1:
             raise ValueError(f"vector core lfsr_taps must be a {self.lfsr_width}-bit feedback mask with bit "
                              f"{self.lfsr_width - 1} set, not {self.lfsr_taps!r}")
+        if self.bus_elems & (self.bus_elems - 1):
+            raise ValueError(f"vector core bus_elems must be a power of two (the loader finds a row's last "
+                             f"value beat by a shift), not {self.bus_elems}")
         if self.vector & (self.vector - 1):
             raise ValueError(f"vector core vector must be a power of two (a ReSprop P word holds one result beat), "
                              f"not {self.vector}")

@@ -69,6 +69,10 @@ def vector_slot_layout(*, vector: int, acc_bits: int, rows: int) -> data.StructL
     return data.StructLayout({"valid": 1, "row": range(rows), "sums": data.ArrayLayout(signed(acc_bits), vector)})
 
 
+#: The fields of a row that move from the input register into issue (its values stay in a bank).
+HEAD_FIELDS = ("row", "buf", "count", "bitmap")
+
+
 class VectorLane(wiring.Component):
     """``vector`` multiply-accumulates per cycle from one nonzero of a skipped-operand row.
 
@@ -126,7 +130,7 @@ class VectorLane(wiring.Component):
     """
 
     #: Cycles from a row's last issue (cycle t) to its result stored (in cycle t + this).
-    RESULT_LATENCY = 5
+    RESULT_LATENCY = 6
 
     def __init__(self, *, vector: int, tile_k: int, operand_bits: int, acc_bits: int, rows: int,
                  target: str = "generic", result_depth: int = 16, position: int = 0, chain_lanes: int = 1) -> None:
@@ -186,50 +190,83 @@ class VectorLane(wiring.Component):
         m.d.sync += self.o_chain.eq(self.i_chain)
         mine = Signal()
         m.d.comb += mine.eq(self.i_chain.valid & self.i_chain.target[self.position])
-        pending = Signal(row_layout)
+        # A row's values (tile_k * operand_bits, the lane's widest register) stay in the bank they
+        # arrived in (two banks: the chain writes the free one while the other issues). Copying them
+        # from the input register into an issue register put the take decision (the result-memory
+        # room, the last-nonzero compare, then take) before the clock enable of ~600 flip-flops, the
+        # lane's critical path; here only the short row head (bitmap, count, row, buffer) is copied,
+        # and the banks' enables come from registered state through one gate. (An index into a
+        # static bank instead, a 128-to-1 multiplexer per value bit, routed at 86 MHz.)
+        head_layout = data.StructLayout({name: row_layout[name].shape for name in HEAD_FIELDS})
+        banks = [Signal(row_layout["values"].shape, name=f"values_bank{b}") for b in range(2)]
+        write_bank = Signal()   # the bank the next row of the chain goes into
+        pending = Signal(head_layout)
+        pending_bank = Signal()
         pending_valid = Signal()
-        cur = Signal(row_layout)
+        cur = Signal(head_layout)
+        cur_bank = Signal()
         live = Signal()         # ``cur`` has nonzeros left to issue
         started = Signal()      # ``cur``'s first nonzero has issued (it owns a result slot)
+        last = Signal()         # registered: ``cur.count == 1``
+        room = Signal(init=1)   # registered: fewer than result_depth rows in flight
 
-        # The lowest set bit by one subtraction; its index by an OR tree over the one-hot bits.
-        # (Position 0 encodes as index 0, so the one-hot bit of position 0 is not needed.)
+        # The lowest set bit by one subtraction (a tile_k-bit carry chain). Its index is encoded
+        # the cycle after, from a register: the carry chain and the encoder's OR tree in one cycle,
+        # ending at the B block's address pins, were the lane's critical path (74.5 MHz routed
+        # alone, docs/design_study.md). Position 0 encodes as index 0, so its bit is not kept.
         rest = Signal(tk)
         lowbit = Signal(max(1, tk - 1))
         m.d.comb += [rest.eq(cur.bitmap & (cur.bitmap - 1)), lowbit.eq((cur.bitmap & ~rest)[1:])]
-        k_index = Signal(k_bits)
-        m.d.comb += k_index.eq(Cat(
-            Cat(lowbit[i - 1] for i in range(1, tk) if (i >> j) & 1).any() for j in range(k_bits)))
 
         in_flight = Signal(range(self.result_depth + 1))  # rows started, their slots not yet back
         issue = Signal()
-        last = Signal()
-        m.d.comb += [
-            issue.eq(live & (started | (in_flight != self.result_depth))),
-            last.eq(cur.count == 1),
-            rd.addr.eq(Cat(k_index, cur.buf)),
-        ]
+        m.d.comb += issue.eq(live & (started | room))
         take = Signal()         # the input register moves into issue at the end of this cycle
         m.d.comb += take.eq(pending_valid & (~live | (issue & last)))
         with m.If(issue):
             m.d.sync += [
                 cur.bitmap.eq(rest),
                 cur.count.eq(cur.count - 1),
-                cur.values.as_value().eq(cur.values.as_value() >> bits),
+                last.eq(cur.count == 2),
                 started.eq(~last),
                 live.eq(~last),
             ]
         with m.If(take):
-            m.d.sync += [cur.eq(pending), live.eq(1), started.eq(0), pending_valid.eq(0)]
+            m.d.sync += [cur.eq(pending), cur_bank.eq(pending_bank), last.eq(pending.count == 1),
+                         live.eq(1), started.eq(0), pending_valid.eq(0)]
         with m.If(mine):
-            m.d.sync += [pending.eq(self.i_chain.row), pending_valid.eq(1)]
+            m.d.sync += [*(getattr(pending, name).eq(getattr(self.i_chain.row, name)) for name in HEAD_FIELDS),
+                         pending_bank.eq(write_bank), write_bank.eq(~write_bank),
+                         pending_valid.eq(1)]
+        # Each bank loads a row from the chain, and shifts one value down as the row issues, so the
+        # value to issue is always at the bottom of the bank ``cur`` names.
+        for b, bank in enumerate(banks):
+            with m.If(issue & (cur_bank == b)):
+                m.d.sync += bank.as_value().eq(bank.as_value() >> bits)
+            with m.If(mine & (write_bank == b)):
+                m.d.sync += bank.eq(self.i_chain.row.values)
         m.d.sync += [self.o_took.eq(take), self.issued.eq(issue)]
 
-        # ---- t+1: operands into the multipliers ---------------------------------------------
-        s1 = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "row": range(self.rows),
+        # ---- t+1: the B row's address from the registered lowest bit ---------------------------
+        tag_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1, "row": range(self.rows)})
+        s0 = Signal(tag_layout)
+        s0_buf = Signal()
+        s0_lowbit = Signal.like(lowbit)
+        s0_a = Signal(signed(bits))
+        m.d.sync += [s0.valid.eq(issue), s0.first.eq(~started), s0.last.eq(last), s0.row.eq(cur.row),
+                     s0_buf.eq(cur.buf), s0_lowbit.eq(lowbit),
+                     s0_a.eq(Mux(cur_bank, banks[1][0], banks[0][0]))]
+        k_index = Signal(k_bits)
+        m.d.comb += [
+            k_index.eq(Cat(Cat(s0_lowbit[i - 1] for i in range(1, tk) if (i >> j) & 1).any()
+                           for j in range(k_bits))),
+            rd.addr.eq(Cat(k_index, s0_buf)),
+        ]
+        # ---- t+2: operands into the multipliers ---------------------------------------------
+        s1 = Signal(data.StructLayout({**{name: tag_layout[name].shape for name in ("valid", "first", "last", "row")},
                                        "a": signed(bits)}))
-        m.d.sync += [s1.valid.eq(issue), s1.first.eq(~started), s1.last.eq(last), s1.row.eq(cur.row),
-                     s1.a.eq(cur.values[0])]
+        m.d.sync += [s1.valid.eq(s0.valid), s1.first.eq(s0.first), s1.last.eq(s0.last), s1.row.eq(s0.row),
+                     s1.a.eq(s0_a)]
         b_row = data.View(data.ArrayLayout(signed(bits), vec), rd.data)
         products = []
         for v in range(vec):
@@ -238,7 +275,7 @@ class VectorLane(wiring.Component):
             m.d.comb += [mul.a.eq(s1.a), mul.b.eq(b_row[v]), mul.en.eq(1)]
             products.append(mul.product)
 
-        # ---- t+4: accumulate; t+5: a finished row into the result memory ------------------------
+        # ---- t+5: accumulate; t+6: a finished row into the result memory ------------------------
         tags = [s1]
         for stage in range(PipelinedMultiplier.LATENCY):
             nxt = Signal.like(s1, name=f"tag{stage + 2}")
@@ -262,6 +299,10 @@ class VectorLane(wiring.Component):
         write_ptr = Signal(range(depth))
         read_ptr = Signal(range(depth))
         stored_count = Signal(range(depth + 1))   # stored results not yet in a slot
+        # Registered ``stored_count != 0``: ``insert`` selects each bit of the outgoing slot, so it
+        # must come straight from registers (behind the count's compare it routed at 94 MHz).
+        has_stored = Signal()
+        stored_count_next = Signal.like(stored_count)
         stored = Signal(sums_layout)
         m.d.comb += [
             stored.row.eq(done_row),
@@ -270,19 +311,23 @@ class VectorLane(wiring.Component):
             res_rd.addr.eq(read_ptr),
         ]
         insert = Signal()
-        m.d.comb += insert.eq(~self.i_slot.valid & (stored_count != 0))
+        m.d.comb += insert.eq(~self.i_slot.valid & has_stored)
         oldest = data.View(sums_layout, res_rd.data)
+        m.d.comb += stored_count_next.eq(stored_count + done - insert)
         m.d.sync += [
             self.o_slot.valid.eq(self.i_slot.valid | insert),
             self.o_slot.row.eq(Mux(insert, oldest.row, self.i_slot.row)),
             self.o_slot.sums.eq(Mux(insert, oldest.sums.as_value(), self.i_slot.sums.as_value())),
-            stored_count.eq(stored_count + done - insert),
+            stored_count.eq(stored_count_next),
+            has_stored.eq(stored_count_next != 0),
         ]
         with m.If(done):
             m.d.sync += write_ptr.eq(Mux(write_ptr == depth - 1, 0, write_ptr + 1))
         with m.If(insert):
             m.d.sync += read_ptr.eq(Mux(read_ptr == depth - 1, 0, read_ptr + 1))
-        m.d.sync += in_flight.eq(in_flight + (issue & ~started) - insert)
+        in_flight_next = Signal.like(in_flight)
+        m.d.comb += in_flight_next.eq(in_flight + (issue & ~started) - insert)
+        m.d.sync += [in_flight.eq(in_flight_next), room.eq(in_flight_next != self.result_depth)]
         # Registered: the core reads it across the chip (a lane that turns busy is covered there by
         # the credit it holds).
         m.d.sync += self.busy.eq(pending_valid | live | (in_flight != 0) | self.o_chain.valid | self.o_slot.valid)

@@ -82,6 +82,8 @@ class VectorLoader(wiring.Component):
             raise ValueError(f"VectorLoader vector ({vector}) and bus_elems ({bus_elems}) must divide one another")
         if tile_k % bus_elems:
             raise ValueError(f"VectorLoader tile_k ({tile_k}) must be a multiple of bus_elems ({bus_elems})")
+        if bus_elems & (bus_elems - 1):
+            raise ValueError(f"VectorLoader bus_elems ({bus_elems}) must be a power of two")
         self._cmd_layout = command_layout
         self._bits, self._tm, self._tk, self._vec = operand_bits, tile_m, tile_k, vector
         self._be, self._sparse = bus_elems, sparse
@@ -136,8 +138,21 @@ class VectorLoader(wiring.Component):
         todo_low = Signal(group)
         m.d.comb += todo_low.eq(todo & -todo)
         counts = Array(Signal(range(tk + 1), name=f"count{i}") for i in range(group))
+        # Beside each count, the count minus one (kept modulo 2**w, so it starts at all ones): its
+        # upper bits are the index of the row's last value beat, so the end of a row is an equality
+        # of a few register bits rather than a compare behind the count's mux.
+        ends = Array(Signal(max(1, (tk - 1).bit_length()), name=f"end{i}") for i in range(group))
         empty = Signal(BUFFER_SETS * tm)     # per set and row: no nonzeros (the row is not stored)
         m.d.comb += self.empty.eq(empty)
+        # A group's empty bits are written one cycle after its bitmap beat, from registers: the
+        # dispatcher reads them only after the tile's descriptor, which follows the B rows.
+        empty_we = Signal(group)
+        empty_at = Signal(range(BUFFER_SETS * tm))
+        empty_bits = Signal(group)
+        m.d.sync += empty_we.eq(0)
+        for i in range(group):
+            with m.If(empty_we[i]):
+                m.d.sync += empty.bit_select(empty_at + i, 1).eq(empty_bits[i])
 
         # The row being assembled, written from registers one cycle after its last beat.
         a_row = Signal(self.row_layout)
@@ -167,6 +182,25 @@ class VectorLoader(wiring.Component):
         with m.If(self.o_desc.ready):
             m.d.sync += desc_valid.eq(0)
 
+        # The operand slots take the bus in every cycle, whether or not a beat is taken: their
+        # clock enables are then a decode of ``beat`` alone, not the FSM's ``ready`` and the bus's
+        # ``valid`` fanned out to some 700 flip-flops across the loader. What they take in a cycle
+        # without a beat, or a beat of another kind, is never read: the slot ``beat`` of a row is
+        # written again by the row's own beat before the row is complete, and a completed row is
+        # read (written to its memory) in the cycle after its last beat, before anything taken in
+        # that cycle lands. A dense A row and a row's packed values share the slots (``tile_k`` is
+        # a multiple of ``bus_elems``, so beat j holds values j*bus_elems and up in both).
+        for j in range(tk // be):
+            with m.If(beat == j):
+                m.d.sync += Cat(a_row.values[j * be + e] for e in range(be)).eq(beat_in)
+        if rows_per_beat == 1:
+            for j in range(b_beats):
+                with m.If(beat == j):
+                    m.d.sync += Cat(b_row[j * be + e] for e in range(be)).eq(beat_in)
+        for j in range(mask_beats):
+            with m.If(beat == j):
+                m.d.sync += mask_row[j * bus_bits:(j + 1) * bus_bits].eq(beat_in)
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.i_cmd.ready.eq(~desc_valid & ((self.i_cmd.payload.op != OP_GEMM) | ~used.all()))
@@ -185,9 +219,6 @@ class VectorLoader(wiring.Component):
                 with m.If(~bitmap_rows):
                     # Dense rows: ceil(k_len / bus_elems) value beats each; every k < k_len is issued.
                     with m.If(got):
-                        for j in range(dense_beats):
-                            with m.If(beat == j):
-                                m.d.sync += Cat(a_row.values[j * be + e] for e in range(be)).eq(beat_in)
                         with m.If(beat == k_beats - 1):
                             m.d.sync += [a_row.bitmap.eq(k_ones), a_row.count.eq(cmd.k_len), a_write.eq(1),
                                          write_row.eq(row),
@@ -205,23 +236,28 @@ class VectorLoader(wiring.Component):
                     # Each row's nonzeros, counted from the beat's own bits (fixed slices: a beat holds
                     # whole rows, or one row spans the group's beats), not from ``assembled``, whose
                     # select logic would put the FSM in front of the popcount.
+                    # Whether a row has nonzeros is an OR of its bits, not the popcount's result.
                     if group_beats == 1:
-                        parts = [popcount(beat_in[i * tk:(i + 1) * tk], tk) for i in range(group)]
+                        slices = [beat_in[i * tk:(i + 1) * tk] for i in range(group)]
+                        parts = [popcount(bits_i, tk) for bits_i in slices]
+                        nonempty = Cat(bits_i.any() for bits_i in slices)
                     else:
                         last_width = tk - (group_beats - 1) * bus_bits
-                        parts = [Mux(beat == group_beats - 1, popcount(beat_in[:last_width], last_width),
+                        last_beat = beat == group_beats - 1
+                        parts = [Mux(last_beat, popcount(beat_in[:last_width], last_width),
                                      popcount(beat_in, bus_bits))]
-                    totals = [Mux(beat == 0, 0, counts[i]) + parts[i] for i in range(group)]
+                        nonempty = (((beat != 0) & (counts[0] != 0))
+                                    | Mux(last_beat, beat_in[:last_width].any(), beat_in.any()))
                     with m.If(got):
                         m.d.sync += [group_maps.eq(assembled), beat.eq(beat + 1)]
-                        m.d.sync += [counts[i].eq(totals[i]) for i in range(group)]
+                        for i in range(group):
+                            m.d.sync += [counts[i].eq(Mux(beat == 0, 0, counts[i]) + parts[i]),
+                                         ends[i].eq(Mux(beat == 0, -1, ends[i]) + parts[i])]
                         with m.If(beat == group_beats - 1):
-                            nonempty = Cat(t != 0 for t in totals)
                             in_tile = Cat(row + i < cmd.rows for i in range(group))
-                            m.d.sync += [todo.eq(nonempty & in_tile), beat.eq(0)]
-                            for i in range(group):
-                                with m.If(in_tile[i]):
-                                    m.d.sync += empty.bit_select(cur_set * tm + row + i, 1).eq(~nonempty[i])
+                            m.d.sync += [todo.eq(nonempty & in_tile), beat.eq(0),
+                                         empty_we.eq(in_tile), empty_at.eq(cur_set * tm + row),
+                                         empty_bits.eq(~nonempty)]
                             with m.If((nonempty & in_tile) == 0):
                                 m.d.sync += row.eq(row + group)
                 with m.Else():
@@ -230,12 +266,8 @@ class VectorLoader(wiring.Component):
                     m.d.comb += pick.eq(Cat(Cat(todo_low[i] for i in range(group) if (i >> j) & 1).any()
                                             for j in range(len(pick))))
                     with m.If(got):
-                        for j in range(_ceil_div(tk, be)):
-                            with m.If(beat == j):
-                                m.d.sync += Cat(a_row.values[j * be + e] for e in range(min(be, tk - j * be))).eq(
-                                    beat_in[:min(be, tk - j * be) * bits])
                         # The row's last value beat: its nonzeros end within this beat.
-                        with m.If(counts[pick] <= (beat + 1) * be):
+                        with m.If(ends[pick][(be - 1).bit_length():] == beat):
                             m.d.sync += [a_row.bitmap.eq(group_maps.word_select(pick, tk)),
                                          a_row.count.eq(counts[pick]), a_write.eq(1),
                                          write_row.eq(row + pick), todo.eq(todo & ~todo_low), beat.eq(0)]
@@ -250,9 +282,6 @@ class VectorLoader(wiring.Component):
                 if rows_per_beat == 1:
                     m.d.comb += self.i_data.ready.eq(row < cmd.k_len)
                     with m.If(got):
-                        for j in range(b_beats):
-                            with m.If(beat == j):
-                                m.d.sync += Cat(b_row[j * be + e] for e in range(be)).eq(beat_in)
                         with m.If(beat == b_beats - 1):
                             m.d.sync += [b_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
                         with m.Else():
@@ -284,9 +313,6 @@ class VectorLoader(wiring.Component):
             with m.State("MASK_ROWS"):
                 m.d.comb += self.i_data.ready.eq(row < cmd.rows)
                 with m.If(got):
-                    for j in range(mask_beats):
-                        with m.If(beat == j):
-                            m.d.sync += mask_row[j * bus_bits:(j + 1) * bus_bits].eq(beat_in)
                     with m.If(beat == mask_beats - 1):
                         m.d.sync += [mask_write.eq(1), write_row.eq(row), row.eq(row + 1), beat.eq(0)]
                     with m.Else():

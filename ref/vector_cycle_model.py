@@ -70,7 +70,7 @@ CREDIT_RETURN = 2
 #: Lane: rows between first issue and their result leaving the lane (its result memory's depth).
 RESULT_DEPTH = 16
 #: Lane: a row's sums are stored this many cycles after its last issue (and can leave the cycle after).
-RESULT_WRITE = 5
+RESULT_WRITE = 6
 #: Dispatcher: rows read ahead of the dispatch decision; a row read in cycle t is in the queue
 #: (and can be dispatched) from cycle t + 2.
 ROW_QUEUE = 3

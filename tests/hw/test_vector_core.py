@@ -205,6 +205,38 @@ def test_result_path_resprop_matches_ref(sparse):
     assert steps[:3] == [-1, 1, 0]    # the controller stepped both ways and held on the dense pass
 
 
+@pytest.mark.parametrize("bus_elems", [1, 2])
+def test_narrow_bus_splits_a_row_bitmap_over_beats(bus_elems):
+    """A row's bitmap wider than a beat (``tile_k`` > bus bits) arrives over several beats, and its
+    values over as many beats as its nonzeros need, down to one value per beat."""
+    params = VectorCoreParams(lanes=2, vector=4, tile_m=5, tile_k=16, operand_bits=4, acc_bits=14,
+                              bus_elems=bus_elems)
+    for seed, density in ((61 + bus_elems, 0.3), (71 + bus_elems, 0.9), (81 + bus_elems, 0.05)):
+        print(f"seed {seed}")
+        program = random_program(mode="all", density=density, tile_m=params.tile_m, tile_n=params.vector,
+                                 tile_k=params.tile_k, operand_bits=params.operand_bits,
+                                 acc_bits=params.acc_bits, n_gemms=2, k_tiles=2, seed=seed, a_format="bitmap",
+                                 b_format="dense")
+        want = evaluate(program)
+        drains, counters = run_vector_core(program, params, seed=seed, stall=0.2)
+        for index, ((tile, mask), ref_tile, ref_mask) in enumerate(zip(drains, want.tiles, want.masks,
+                                                                        strict=True)):
+            assert (tile == ref_tile).all(), f"drain {index}:\n{tile}\nref\n{ref_tile}"
+            assert (mask == ref_mask).all(), f"drain {index} mask bits"
+        assert counters["macs_dense"] == want.dense_macs
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("bus_elems", 12, "bus_elems must be a power of two"),
+    ("vector", 12, "vector must be a power of two"),
+    ("tile_k", 18, "tile_k must be a multiple of bus_elems"),
+])
+def test_parameters_the_vector_core_cannot_build_are_rejected(field, value, message):
+    base = dict(lanes=2, vector=4, tile_m=6, tile_k=48, operand_bits=4, acc_bits=14, bus_elems=4)
+    with pytest.raises(ValueError, match=message):
+        VectorCoreParams(**(base | {field: value}))
+
+
 def test_pruning_programs_the_core_cannot_run_are_rejected():
     program = random_program(mode="a", density=0.5, tile_m=SMALL.tile_m, tile_n=SMALL.vector, tile_k=SMALL.tile_k,
                              operand_bits=SMALL.operand_bits, acc_bits=SMALL.acc_bits, seed=1,
