@@ -9,7 +9,8 @@ Speed: a program goes out as one AXI4-Stream frame per input stream (``send_nowa
 beat) and results come back one frame per drained tile (``TLAST``), so the Python work per cycle is
 only cocotbext-axi's own bus loops. Each stream model is built with ``byte_lanes=1``: one list
 element is one whole ``tdata`` word, so beats are plain ints. Random gaps and backpressure, when
-asked for, are cocotbext-axi pause generators.
+asked for, are cocotbext-axi pause generators, on the streams (:meth:`AxiAccelerator.set_gaps`) and
+on each AXI4-Lite channel (:meth:`AxiAccelerator.set_register_gaps`).
 
 Typical use (see docs/interface.md for a complete test)::
 
@@ -97,6 +98,18 @@ def _pauses(rng: random.Random, probability: float) -> Iterator[bool]:
     return (rng.random() < probability for _ in itertools.count())
 
 
+def _set_pauses(model: Any, rng: random.Random | None, probability: float) -> None:
+    """Pause ``model`` (a cocotbext-axi source or sink) with ``probability`` per clock, drawing from its
+    own generator seeded from ``rng`` (so the runs are reproducible from the seed); none when ``rng``
+    is ``None`` or ``probability`` is 0."""
+    model.set_pause_generator(_pauses(random.Random(rng.random()), probability) if rng and probability > 0
+                              else None)
+    # cocotbext-axi stops the old generator's task without clearing ``pause``: a stream removed
+    # from gaps during a pause stayed paused for good (a gapped case, then an ungapped one, hung on
+    # the commands).
+    model.pause = False
+
+
 def expected_config(config: StagConfig, dut: Any) -> dict[str, int]:
     """What the configuration registers must read for ``config``, worked out independently of the
     RTL's own table: from the configuration's fields and the ``tdata`` port widths of ``dut``."""
@@ -162,11 +175,16 @@ class AxiAccelerator:
         """Random gaps on both input streams (``idle`` per cycle) and backpressure on the results
         (``stall`` per cycle); each stream draws from its own generator seeded from ``rng``."""
         for model, p in ((self.cmd, idle), (self.data, idle), (self.result, stall)):
-            model.set_pause_generator(_pauses(random.Random(rng.random()), p) if rng and p > 0 else None)
-            # cocotbext-axi stops the old generator's task without clearing ``pause``: a stream
-            # removed from gaps during a pause stayed paused for good (a gapped case, then an
-            # ungapped one, hung on the commands).
-            model.pause = False
+            _set_pauses(model, rng, p)
+
+    def set_register_gaps(self, rng: random.Random | None, probability: float = 0.0) -> None:
+        """Random pauses on every AXI4-Lite channel, each ``probability`` per cycle from its own
+        generator seeded from ``rng``: idle cycles before AW, W and AR (so AW and W of one write
+        may arrive in different cycles) and backpressure (ready low) on B and R. ``None`` removes
+        them."""
+        write, read = self.regs.write_if, self.regs.read_if
+        for channel in (write.aw_channel, write.w_channel, write.b_channel, read.ar_channel, read.r_channel):
+            _set_pauses(channel, rng, probability)
 
     # ---- registers ---------------------------------------------------------------------------------
     async def read_reg(self, offset: int) -> int:
@@ -274,15 +292,33 @@ class AxiAccelerator:
             await self.load_pruner(*prune)
         if topk_threshold is not None:
             await self.write_reg(regs.TOPK_THRESHOLD, topk_threshold)
+        run = await self.stream_programs([(commands, data, drains)])
+        if prune is not None:
+            run.prune_sum = await self.read_reg(regs.PRUNE_SUM)
+        if resprop is not None:
+            run.resprop_nnz = await self.read_reg(regs.RESPROP_NNZ)
+            word = await self.read_reg(regs.RESPROP_EXP_NEXT)
+            run.resprop_exp_next = word - (1 << 32) if word >> 31 else word
+            await self.write_reg(regs.RESPROP_LOAD, regs.RESPROP_LOAD_GO)
+            run.resprop_p = await self.read_resprop_p(resprop[1])
+        return run
+
+    async def stream_programs(self, programs: Sequence[tuple[Sequence[int], Sequence[int], int]]) -> AxiRun:
+        """Stream encoded programs, each (commands, data, drains), back to back: every program's
+        commands and data are queued at once, one frame per program on each stream, and the models
+        drive a frame's first beat as soon as the last beat of the one before is taken, so neither
+        input stream idles between programs. Collects every program's result tiles in order, waits for the core
+        to go idle and reads the counters (they then cover all the programs: nothing resets them)."""
         drain_beats = self.config.tile_m * self.config.tile_n // self.config.lanes
         start_cycle, started = self.cycle(), time.perf_counter()
-        # Each stream is one frame: the models drive a beat per cycle with no Python await per beat.
-        if commands:
-            self.cmd.send_nowait(AxiStreamFrame(list(commands)))
-        if data:
-            self.data.send_nowait(AxiStreamFrame(list(data)))
+        # The models drive a beat per cycle with no Python await per beat.
+        for commands, data, _ in programs:
+            if commands:
+                self.cmd.send_nowait(AxiStreamFrame(list(commands)))
+            if data:
+                self.data.send_nowait(AxiStreamFrame(list(data)))
         frames, starts, ends = [], [], []
-        for i in range(drains):
+        for i in range(sum(drains for _, _, drains in programs)):
             frame = await self.result.recv()
             if len(frame.tdata) != drain_beats:
                 raise AssertionError(f"result tile {i}: TLAST after {len(frame.tdata)} beats, "
@@ -294,18 +330,8 @@ class AxiAccelerator:
         await self.data.wait()
         await self.wait_idle()
         cycles, seconds = self.cycle() - start_cycle, time.perf_counter() - started
-        counters = await self.counters()
-        prune_sum = None if prune is None else await self.read_reg(regs.PRUNE_SUM)
-        resprop_nnz = resprop_exp = resprop_p = None
-        if resprop is not None:
-            resprop_nnz = await self.read_reg(regs.RESPROP_NNZ)
-            word = await self.read_reg(regs.RESPROP_EXP_NEXT)
-            resprop_exp = word - (1 << 32) if word >> 31 else word
-            await self.write_reg(regs.RESPROP_LOAD, regs.RESPROP_LOAD_GO)
-            resprop_p = await self.read_resprop_p(resprop[1])
-        return AxiRun(frames=frames, tile_end_cycles=ends, counters=counters, cycles=cycles, seconds=seconds,
-                      tile_start_cycles=starts, prune_sum=prune_sum, resprop_nnz=resprop_nnz,
-                      resprop_exp_next=resprop_exp, resprop_p=resprop_p)
+        return AxiRun(frames=frames, tile_end_cycles=ends, counters=await self.counters(), cycles=cycles,
+                      seconds=seconds, tile_start_cycles=starts)
 
     async def run_program(self, program: Any) -> AxiRun:
         """Run a ``ref.contract.Program``; ``AxiRun.tiles`` holds the drained ``[tile_m, tile_n]`` tiles and
