@@ -68,7 +68,7 @@ def main() -> int:
     if args.unit == "lane":
         name, top, position = "vector_lane", "vector_lane", params.lanes // 2 - 1
         design = VectorLane(vector=params.vector, tile_k=params.tile_k, operand_bits=params.operand_bits,
-                            acc_bits=params.acc_bits, rows=params.tile_m, target="ecp5", position=position,
+                            acc_bits=params.acc_bits, rows=params.tile_m, target=params.target, position=position,
                             chain_lanes=params.lanes)
         what = (f"vector lane ({params.vector} MACs, tile_k {params.tile_k}, position {position} of "
                 f"{params.lanes} on the chains)")

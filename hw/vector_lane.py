@@ -263,10 +263,8 @@ class VectorLane(wiring.Component):
             rd.addr.eq(Cat(k_index, s0_buf)),
         ]
         # ---- t+2: operands into the multipliers ---------------------------------------------
-        s1 = Signal(data.StructLayout({**{name: tag_layout[name].shape for name in ("valid", "first", "last", "row")},
-                                       "a": signed(bits)}))
-        m.d.sync += [s1.valid.eq(s0.valid), s1.first.eq(s0.first), s1.last.eq(s0.last), s1.row.eq(s0.row),
-                     s1.a.eq(s0_a)]
+        s1 = Signal(data.StructLayout({**tag_layout.members, "a": signed(bits)}))
+        m.d.sync += [*(getattr(s1, name).eq(getattr(s0, name)) for name in tag_layout.members), s1.a.eq(s0_a)]
         b_row = data.View(data.ArrayLayout(signed(bits), vec), rd.data)
         products = []
         for v in range(vec):
