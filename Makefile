@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Cosimulations build their own directories per worker, so they run in parallel safely.
 JOBS   ?= auto
 
-.PHONY: setup system-packages test test-long lint demo bench study regress clean
+.PHONY: setup system-packages test test-long lint demo bench study regress formal clean
 
 setup: system-packages $(STAMP)
 
@@ -67,6 +67,12 @@ bench: setup
 study: setup
 	$(BIN)/python benchmarks/slices.py
 	$(BIN)/python benchmarks/design_study.py
+
+# Formal checks (not part of `make test`, which runs the dispatcher's): stream rules, AXI-Lite
+# answering every request once, the dispatcher's conservation, each with mutants that must fail.
+# Bounded model checking with yosys-smtbmc and Yices; summary in runs/formal/summary.json.
+formal: setup
+	$(BIN)/python -m sim.formal
 
 clean:
 	rm -rf sim_build runs rtl_out/*/ .pytest_cache .ruff_cache

@@ -20,8 +20,9 @@ selects the bytes written; an unmapped word answers SLVERR.
 
 AXI4-Lite timing. A write is taken when AW and W are both valid and no response is pending
 (``awready = wready = awvalid & wvalid & ~bvalid``); the response follows on the next cycle. A read
-is taken when no read data is pending (``arready = ~rvalid``) and answered on the next cycle. So
-one access per two cycles at most; the bus is for control, the streams carry the data.
+is taken when no read data is pending (``arready = ~rvalid``) and answered on the next cycle
+(``RESPROP_P_DATA``, whose memory read takes a cycle, on the one after). So one access per two
+cycles at most; the bus is for control, the streams carry the data.
 """
 
 from __future__ import annotations

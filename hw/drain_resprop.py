@@ -14,14 +14,15 @@ bank and writes sample ``j``'s codes into the other; ``load`` swaps them if the 
 
 Timing, in the core's drain pipeline (``step``: the pipeline moves; ``issue``: a beat's bank read
 is issued this cycle): the P word is read with the accumulator banks, carried down three
-registers beside the value (read register, the requantizer's two) and meets the code in the cycle
-the requantizer shows it; ``o_values`` / ``o_mask`` are combinational from there into the core's
-output register, so a resprop drain takes the same cycles as any drain. The difference is not
-formed after the saturation (that put two carry chains in series on the clock path):
-``hw.saturated_difference`` decides the saturated cases a cycle early and selects among the three
-cases with the requantizer's own saturation decisions. ``emit`` (the beat enters
-the output register) writes the stored codes and counts the nonzeros; the counts and the
-controller's next exponent (``o_exp_next``, ReSprop's x2 / /2 step) settle one cycle later.
+registers beside the value (read register, the requantizer's two; four behind requantizers of
+latency 3, ``requantizer_latency``) and meets the code in the cycle the requantizer shows it;
+``o_values`` / ``o_mask`` are combinational from there into the core's output register, so a
+resprop drain takes the same cycles as any drain. The difference is not formed after the
+saturation (that put two carry chains in series on the clock path): ``hw.saturated_difference``
+decides the saturated cases a cycle early and selects among the three cases with the
+requantizer's own saturation decisions. ``emit`` (the beat enters the output register) writes
+the stored codes and counts the nonzeros; the counts and the controller's next exponent
+(``o_exp_next``, ReSprop's x2 / /2 step) settle one cycle later.
 
 Host port: ``p_addr`` is an element address ``r * row_words * lanes + c`` in the read bank;
 ``p_we`` writes ``p_wdata`` there; ``p_rdata`` shows the element one cycle after ``p_addr`` is set.
@@ -54,6 +55,9 @@ class DrainReSprop(wiring.Component):
     words : int            words per P bank (a power of two)
     sample_bits : int      width of a sample index or batch size
     nnz_bits : int         width of the nonzero count
+    requantizer_latency : int
+        ``en`` cycles of the requantizers whose outputs arrive on ``i_codes`` (2, or 3 with their
+        ``decision_register``): P and the beat's bookkeeping are carried that far
 
     Members
     -------
@@ -85,8 +89,10 @@ class DrainReSprop(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, tile_n: int, operand_bits: int, acc_bits: int, words: int,
-                 sample_bits: int, nnz_bits: int) -> None:
+                 sample_bits: int, nnz_bits: int, requantizer_latency: int = 2) -> None:
         assert lanes & (lanes - 1) == 0 and tile_n % lanes == 0 and words & (words - 1) == 0
+        assert requantizer_latency in (2, 3)
+        self._latency = requantizer_latency
         self._lanes, self._tile_n, self._bits, self._acc_bits = lanes, tile_n, operand_bits, acc_bits
         self._words = words
         word_bits = max(1, (words - 1).bit_length())
@@ -203,12 +209,15 @@ class DrainReSprop(wiring.Component):
             beat_cols.eq(cols_left - group * lanes),
             meta_issue.lanes_ok.eq(Mux(beat_cols < 0, 0, Mux(beat_cols > lanes, lanes, beat_cols))),
         ]
-        meta_read, meta_held, meta_round, meta_quant = (Signal(meta_layout, name=f"meta_{n}")
-                                                        for n in ("read", "held", "round", "quant"))
-        p_held, p_round = (Signal(lanes * ob, name=f"p_{n}") for n in ("held", "round"))
+        # meta: read register, held (the requantizer's input), then one per requantizer register;
+        # P: held, then one per requantizer register but the last (the difference registers it).
+        metas = [Signal(meta_layout, name=f"meta_{i}") for i in range(self._latency + 2)]
+        ps = [Signal(lanes * ob, name=f"p_{i}") for i in range(self._latency)]
         with m.If(self.step):
-            m.d.sync += [meta_read.eq(meta_issue), meta_held.eq(meta_read), meta_round.eq(meta_held),
-                         meta_quant.eq(meta_round), p_held.eq(rd.data), p_round.eq(p_held)]
+            m.d.sync += [dst.eq(src) for dst, src in zip(metas, [meta_issue, *metas[:-1]], strict=True)]
+            m.d.sync += [dst.eq(src) for dst, src in zip(ps, [rd.data, *ps[:-1]], strict=True)]
+        meta_quant = metas[-1]       # the beat the requantizers show
+        p_round = ps[-1]             # its P, a cycle ahead
 
         # ---- read port: the drain's P words, or the host's element -------------------------------
         host_word = self.p_addr[lane_bits:lane_bits + wb] if wb else Const(0)
@@ -222,7 +231,7 @@ class DrainReSprop(wiring.Component):
 
         # ---- the difference, per lane -------------------------------------------------------------
         # Decided beside the requantizer's saturation (hw.saturated_difference): P and T enter it as
-        # the beat moves into the requantizer's second register, its code a cycle later.
+        # the beat moves into the requantizer's last register, its code a cycle later.
         codes_ob = []
         for e in range(lanes):
             code = Signal(signed(ob + 1), name=f"code{e}")   # |g| < 2**(ob-1): out_bits <= operand_bits

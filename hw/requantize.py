@@ -97,6 +97,12 @@ class Requantizer(wiring.Component):
     periods; the saturation's comparisons run beside the rounding add, from the unrounded value
     (registered with it), so the saturation after the second register is a select only.
 
+    With ``decision_register``, a third register holds the code, the pruner's and top-K's
+    decisions and the substitute, and every output is a select from it (latency 3, ``i_draw_m1``
+    still presented while the value is in the second register): the pruning comparisons and the
+    substitute's negation then have a clock period of their own instead of sharing one with
+    whatever consumes ``o_value`` (``hw.vector_core.VectorCore``'s output beat).
+
     Shifts of ``acc_bits + 1`` or more give the same result as ``acc_bits + 1`` (every accumulator
     value is then within ``(-1/4, 1/4]`` of 0 after scaling), so the shifter is only that wide.
 
@@ -147,9 +153,10 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, acc_bits: int, tau_bits: int = 1, code_bits: int | None = None,
-                 thr_bits: int = 1, decoded_controls: bool = False) -> None:
+                 thr_bits: int = 1, decoded_controls: bool = False, decision_register: bool = False) -> None:
         self._acc_bits = acc_bits
         self._decoded = decoded_controls
+        self._decision_register = decision_register
         controls = ({"i_controls": In(requantizer_controls_layout(acc_bits))} if decoded_controls
                     else {"i_shift": In(6), "i_out_bits": In(6)})
         super().__init__({
@@ -173,6 +180,11 @@ class Requantizer(wiring.Component):
             "o_above": Out(1),
             "o_below": Out(1),
         })
+
+    @property
+    def latency(self) -> int:
+        """``en`` cycles from ``i_value`` to ``o_value``: 2, or 3 with ``decision_register``."""
+        return 3 if self._decision_register else 2
 
     def elaborate(self, platform):
         m = Module()
@@ -273,17 +285,12 @@ class Requantizer(wiring.Component):
 
         saturated = Signal(signed(w + 2))
         m.d.comb += [
-            self.o_rounded.eq(s_rounded[:len(self.o_rounded)]),
-            self.o_nonzero.eq(s_rounded != 0),
-            self.o_above.eq(s_above),
-            self.o_below.eq(s_below),
             # -L is ~L | 1: L = 2**k - 1 with k >= 1 is odd (a raw drain's L = 0 is not used here).
             saturated.eq(Mux(s_above, s_limit, Mux(s_below, Cat(Const(1, 1), ~s_limit[1:]).as_signed(), s_rounded))),
         ]
         code = Signal(signed(w))
         m.d.comb += code.eq(Mux(s_raw, s_value, saturated))
         relu_zero = s_relu & code[-1]
-        m.d.comb += self.o_code.eq(Mux(relu_zero, 0, code))
         # o_value > 0 without a compare after the saturation: saturating to +-limit (limit >= 1)
         # keeps a value's sign and whether it is 0, and ReLU only zeroes negatives, so the sign bit
         # and a zero test of the registered value decide it, beside the saturation's comparators
@@ -300,12 +307,38 @@ class Requantizer(wiring.Component):
         drop = below(self.i_draw_m1)
         small = below(self.i_tau_m1)
         substitute = Mux(s_limit <= self.i_tau_m1, s_limit, self.i_tau)   # min(tau, limit)
-        pruned = Mux(drop, 0, Mux(small, Mux(s_rounded[-1], -substitute, substitute), code))
+        signed_substitute = Mux(s_rounded[-1], -substitute, substitute)
         # SWAT's comparator: |g| >= thr, where g is 0 after ReLU zeroed it.
         keep = self.i_thr_zero | (~relu_zero & ~below(self.i_thr_m1))
-        m.d.comb += [
-            self.o_value.eq(Mux(relu_zero, 0, Mux(pruning, pruned, code))),
-            # A kept pruned value is nonzero (|g| >= t >= 1), so its sign decides the mask bit.
-            self.o_mask.eq(Mux(s_topk, keep, Mux(pruning, ~drop & ~s_rounded[-1], positive))),
+        # A kept pruned value is nonzero (|g| >= t >= 1), so its sign decides the mask bit.
+        mask = Mux(s_topk, keep, Mux(pruning, ~drop & ~s_rounded[-1], positive))
+        relued = Mux(relu_zero, 0, code)          # the code before pruning
+        # The value is the code unless a pruning drain drops it (0) or raises it (the substitute);
+        # ReLU's zero comes first, and the code is then 0 already.
+        zeroed = ~relu_zero & pruning & drop
+        substituted = ~relu_zero & pruning & ~drop & small
+
+        outputs = [
+            (self.o_rounded, s_rounded[:len(self.o_rounded)]),
+            (self.o_nonzero, s_rounded != 0),
+            (self.o_above, s_above),
+            (self.o_below, s_below),
+            (self.o_code, relued),
+            (self.o_mask, mask),
         ]
+        if self._decision_register:
+            # ---- third register: the decisions; the outputs are selects from it ----
+            t_relued = Signal(signed(w))
+            t_zeroed, t_substituted = Signal(), Signal()
+            t_substitute = Signal.like(signed_substitute)
+            held = [(port, value, Signal.like(port, name=f"t_{port.name}")) for port, value in outputs]
+            with m.If(self.en):
+                m.d.sync += [t_relued.eq(relued), t_zeroed.eq(zeroed), t_substituted.eq(substituted),
+                             t_substitute.eq(signed_substitute)]
+                m.d.sync += [register.eq(value) for _, value, register in held]
+            m.d.comb += [port.eq(register) for port, _, register in held]
+            m.d.comb += self.o_value.eq(Mux(t_zeroed, 0, Mux(t_substituted, t_substitute, t_relued)))
+        else:
+            m.d.comb += [port.eq(value) for port, value in outputs]
+            m.d.comb += self.o_value.eq(Mux(zeroed, 0, Mux(substituted, signed_substitute, relued)))
         return m

@@ -77,6 +77,10 @@ DESCRIPTOR_QUEUE = 4
 #: Rows read ahead of the dispatch decision (enough for one row per cycle: a read enters the queue
 #: two cycles after it is issued).
 ROW_QUEUE = 3
+#: Copies of each per-drain constant (the pruner's tau, the top-K threshold) for the requantizers,
+#: copy g delayed 1 + g cycles: at most 4, so the last settles before a drain's first decision
+#: (five cycles after the drain starts) even when the threshold was set just a cycle before.
+CONSTANT_COPIES = 4
 
 
 @dataclass(frozen=True)
@@ -472,6 +476,7 @@ class VectorCore(wiring.Component):
         drain_index = Signal(range(tm + 1))
         read_valid, held_valid = Signal(name="read_valid"), Signal(name="held_valid")
         round_valid, quant_valid = Signal(name="round_valid"), Signal(name="quant_valid")
+        decided_valid = Signal(name="decided_valid")    # the requantizers' third register
         out_ready = ~self.o_data.valid | self.o_data.ready
         issuing = draining & (drain_index != tm)
         step = draining & out_ready
@@ -484,21 +489,38 @@ class VectorCore(wiring.Component):
         thr_zero = Signal()
         m.d.sync += [thr_m1.eq(self.topk_threshold - 1), thr_zero.eq(self.topk_threshold == 0)]
         # The shift and limit decode once per drain, registered: the drain's settings hold while it
-        # runs, and its first value reaches the requantizers three cycles after it starts.
+        # runs, and its first value reaches the requantizers three cycles after it starts (its beat
+        # leaves four cycles later: the requantizers' three registers, the last holding decisions).
         m.submodules.requantize_controls = decoder = RequantizerControls(p.acc_bits)
         controls = Signal(decoder.o_controls.shape())
         m.d.comb += [decoder.i_shift.eq(dcmd.shift), decoder.i_out_bits.eq(dcmd.out_bits)]
         m.d.sync += controls.eq(decoder.o_controls)
-        # The pruner's draws: one per element of a pruned beat, as it leaves the requantizers.
+        # The pruner's draws: one per element of a pruned beat, as it enters the requantizers' third
+        # register (where their decisions are registered).
         m.submodules.prune_draws = draws = PruneDraws(lanes=vec, lfsr_width=p.lfsr_width, lfsr_taps=p.lfsr_taps,
                                                       tau_bits=p.prune_tau_bits)
         pruned_beat = step & quant_valid & dcmd.prune
         m.d.comb += [draws.i_tau.eq(self.prune_tau), draws.i_seed.eq(self.prune_seed),
                      draws.load.eq(self.prune_load), draws.advance.eq(pruned_beat)]
+        # The per-drain constants reach the requantizers through copies, one per group of lanes:
+        # the lanes sit beside their accumulator memories across the chip, and a single register
+        # fanning out to all of them was the core's clock path (an 11.2 ns net). Copy g is the
+        # value delayed 1 + g cycles, so no two copies are alike and synthesis keeps them apart.
+        # The last settles CONSTANT_COPIES cycles after its source, within the time a prune load
+        # or a top-K threshold is given before a drain's first decision (docs/interface.md).
+        groups = min(vec, CONSTANT_COPIES)
+
+        def copies(value, name):
+            chain = [Signal.like(value, name=f"{name}_copy{g}") for g in range(groups)]
+            m.d.sync += [dst.eq(src) for dst, src in zip(chain, [value, *chain[:-1]], strict=True)]
+            return [chain[v * groups // vec] for v in range(vec)]
+
+        tau_at, tau_m1_at = copies(draws.o_tau, "tau"), copies(draws.o_tau_m1, "tau_m1")
+        thr_m1_at, thr_zero_at = copies(thr_m1, "thr_m1"), copies(thr_zero, "thr_zero")
         quantizers = []
         for v in range(vec):
             rq = Requantizer(p.acc_bits, p.prune_tau_bits, code_bits=p.operand_bits, thr_bits=p.operand_bits,
-                             decoded_controls=True)
+                             decoded_controls=True, decision_register=True)
             m.submodules[f"requantize{v}"] = rq
             held = Signal(signed(p.acc_bits), name=f"drain_value{v}")
             with m.If(step):
@@ -506,15 +528,16 @@ class VectorCore(wiring.Component):
             m.d.comb += [
                 rq.i_value.eq(held), rq.i_controls.eq(controls),
                 rq.i_rounding.eq(dcmd.rounding), rq.i_relu.eq(dcmd.relu), rq.i_topk.eq(dcmd.topk),
-                rq.i_prune.eq(dcmd.prune), rq.i_tau.eq(draws.o_tau), rq.i_tau_m1.eq(draws.o_tau_m1),
+                rq.i_prune.eq(dcmd.prune), rq.i_tau.eq(tau_at[v]), rq.i_tau_m1.eq(tau_m1_at[v]),
                 rq.i_draw_m1.eq(draws.o_draw_m1[v]),
-                rq.i_thr_m1.eq(thr_m1), rq.i_thr_zero.eq(thr_zero), rq.en.eq(step),
+                rq.i_thr_m1.eq(thr_m1_at[v]), rq.i_thr_zero.eq(thr_zero_at[v]), rq.en.eq(step),
             ]
             quantizers.append(rq)
         # ReSprop's difference: P is read with the accumulator and meets the code after the requantizer.
         m.submodules.resprop = resprop = DrainReSprop(
             lanes=vec, tile_n=vec, operand_bits=p.operand_bits, acc_bits=p.acc_bits, words=p.resprop_words,
-            sample_bits=p.resprop_sample_bits, nnz_bits=p.resprop_nnz_bits)
+            sample_bits=p.resprop_sample_bits, nnz_bits=p.resprop_nnz_bits,
+            requantizer_latency=quantizers[0].latency)
         for name in ("mant", "exp", "target", "rows", "cols", "row_words", "samples", "sample", "dense"):
             m.d.comb += getattr(resprop, f"i_{name}").eq(getattr(self, f"resprop_{name}"))
         m.d.comb += [
@@ -527,7 +550,7 @@ class VectorCore(wiring.Component):
             resprop.draining.eq(draining),
             resprop.step.eq(step),
             resprop.issue.eq(step & issuing),
-            resprop.emit.eq(step & quant_valid & dcmd.resprop),
+            resprop.emit.eq(step & decided_valid & dcmd.resprop),
             resprop.i_out_bits.eq(dcmd.out_bits),
             self.resprop_nnz.eq(resprop.o_nnz),
             self.resprop_exp_next.eq(resprop.o_exp_next),
@@ -548,7 +571,8 @@ class VectorCore(wiring.Component):
         out_masks = [Mux(dcmd.resprop, resprop.o_mask[v], rq.o_mask) for v, rq in enumerate(quantizers)]
         with m.If(step):
             m.d.sync += [
-                self.o_data.valid.eq(quant_valid),
+                self.o_data.valid.eq(decided_valid),
+                decided_valid.eq(quant_valid),
                 self.o_data.payload.eq(Cat(*out_values, *out_masks)),
                 quant_valid.eq(round_valid),
                 round_valid.eq(held_valid),
@@ -564,8 +588,9 @@ class VectorCore(wiring.Component):
         summed = [Signal(signed(p.operand_bits), name=f"summed{v}") for v in range(vec)]
         beat_sum = Signal(range(vec * (1 << (p.operand_bits - 1)) + 1))
         summing, adding = Signal(), Signal()
-        m.d.sync += [summing.eq(pruned_beat), adding.eq(summing)]
-        with m.If(pruned_beat):
+        leaving_pruned = step & decided_valid & dcmd.prune     # the beat in the third register
+        m.d.sync += [summing.eq(leaving_pruned), adding.eq(summing)]
+        with m.If(leaving_pruned):
             m.d.sync += [reg.eq(rq.o_code) for reg, rq in zip(summed, quantizers, strict=True)]
         m.d.sync += beat_sum.eq(tree_sum([Mux(g[-1], -g, g).as_unsigned() for g in summed]))
         with m.If(self.prune_load):
@@ -586,8 +611,9 @@ class VectorCore(wiring.Component):
             m.d.sync += running.eq(0)
         with m.If(starting_drain):
             m.d.sync += [draining_desc.eq(incoming), draining.eq(1), drain_index.eq(0), read_valid.eq(0),
-                         held_valid.eq(0), round_valid.eq(0), quant_valid.eq(0)]
-        with m.Elif(draining & ~issuing & ~read_valid & ~held_valid & ~round_valid & ~quant_valid & out_ready):
+                         held_valid.eq(0), round_valid.eq(0), quant_valid.eq(0), decided_valid.eq(0)]
+        with m.Elif(draining & ~issuing & ~read_valid & ~held_valid & ~round_valid & ~quant_valid & ~decided_valid
+                    & out_ready):
             m.d.sync += draining.eq(0)
         # (The pruner's sum is final when idle: its two registers after the last beat are empty.)
         m.d.comb += self.idle.eq(~running & ~draining & ~descriptors.r_rdy & ~loader.busy & ~self.i_cmd.valid &

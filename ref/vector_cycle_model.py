@@ -78,7 +78,7 @@ ROW_QUEUE = 3
 #: registered data, the sum); each must be empty to end a GEMM.
 WRITEBACK_STAGES = 4
 #: Drain: the first result beat leaves this many cycles after the DRAIN was taken.
-DRAIN_FIRST_BEAT = 6
+DRAIN_FIRST_BEAT = 7
 #: Drain: the next command can start this many cycles after the last beat.
 DRAIN_TAIL = 1
 

@@ -10,6 +10,7 @@ of the accumulator. The core's random programs reach these rarely.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from amaranth.sim import Simulator
 
@@ -35,8 +36,9 @@ def cases() -> list[tuple[int, int, int, str]]:
     return out
 
 
-def test_saturation_edges_equal_ref():
-    unit = Requantizer(ACC_BITS, code_bits=8)
+@pytest.mark.parametrize("decision_register", [False, True], ids=["latency2", "latency3"])
+def test_saturation_edges_equal_ref(decision_register):
+    unit = Requantizer(ACC_BITS, code_bits=8, decision_register=decision_register)
     todo = cases()
     checked = above = below = 0
 
@@ -48,7 +50,7 @@ def test_saturation_edges_equal_ref():
             ctx.set(unit.i_shift, shift)
             ctx.set(unit.i_out_bits, out_bits)
             ctx.set(unit.i_rounding, ROUNDING_CODES[rounding])
-            await ctx.tick().repeat(2)
+            await ctx.tick().repeat(unit.latency)
             want = int(requantize(torch.tensor(value), shift, out_bits, rounding))
             got = ctx.get(unit.o_value)
             assert got == want, f"{value=} {shift=} {out_bits=} {rounding=}: {got}, ref {want}"
