@@ -1,7 +1,7 @@
 """Synthesize and route the vector core on LFE5U-85F (out of context) and store its report.
 
     python benchmarks/route_vector_core.py [--mode sparse|dense] [--unit core|lane] [--placer static|heap]
-                                           [--freq MHZ] [--pnr-timeout MIN]
+                                           [--freq MHZ] [--pnr-timeout MIN] [--seed N]
 
 The core of ``benchmarks/throughput.py`` (8 lanes x 16 MULT18X18D with their registers, tiles
 64 x 16 x 64, 128-bit stream), ``sparse`` with skipping on or ``dense`` with it off, through
@@ -58,6 +58,9 @@ def main() -> int:
     parser.add_argument("--mode", choices=("sparse", "dense"), default="sparse")
     parser.add_argument("--freq", type=float, default=150.0, help="nextpnr target in MHz (default 150)")
     parser.add_argument("--pnr-timeout", type=float, default=45.0, metavar="MIN")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="nextpnr's placement seed (default 1): a router that diverges on one placement "
+                             "may converge on another")
     parser.add_argument("--placer", choices=PLACERS, default="static",
                         help="nextpnr placer (default static); another placer's result is written to "
                              "vector_core_MODE_PLACER.json beside the default one")
@@ -85,9 +88,11 @@ def main() -> int:
           f"{args.pnr_timeout:.0f} min", flush=True)
     started = time.perf_counter()
     report = synthesize_verilog([source], top, work / "synth", frequency_mhz=args.freq,
-                                pnr_timeout_s=60 * args.pnr_timeout, design_name=name, placer=args.placer)
+                                pnr_timeout_s=60 * args.pnr_timeout, design_name=name, placer=args.placer,
+                                seed=args.seed)
     result = {k: v for k, v in report.to_json().items() if k != "cells"}
     result["parameters"] = dataclasses.asdict(params)
+    result["target_mhz"], result["seed"] = args.freq, args.seed
     result["critical_path"] = critical_path(work / "synth" / "nextpnr.log")
     out = ROOT / "benchmarks" / "results" / f"{name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -5,7 +5,8 @@ temporary sibling directory that is renamed into place only when complete, so an
 neither a partial directory nor a damaged earlier one. Output is deterministic (``emit_src=False``:
 no absolute source paths in the Verilog), so two runs give byte-identical files.
 
-Every module (the core top ``stag_<name>`` and each generated unit ``stag_<name>_<unit>``) gets its
+Every module (the core top ``stag_<name>`` and each generated unit ``stag_<name>_<unit>``) gets a
+FuseSoC core ``stag_<name>[_<unit>].core`` (:mod:`hw.fusesoc`) and its
 own file list ``stag_<name>[_<unit>].f`` naming only the Verilog files it needs, so each can be
 compiled alone; ``<name>.f`` lists every Verilog file of the design. :meth:`GeneratedDesign.files`
 is the list of everything written.
@@ -24,7 +25,9 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from hw import fusesoc
 from hw.config import StagConfig
+from hw.lint_waivers import verilator_config
 from hw.top import build_top
 from hw.units import build_unit, unit_dependencies
 
@@ -68,6 +71,20 @@ class GeneratedDesign:
         """The top (``None``) followed by every generated unit."""
         return (None, *self.config.units)
 
+    def core_of(self, unit: str | None) -> Path:
+        """FuseSoC CAPI2 description of ``unit``'s module (``None``: the top); see :mod:`hw.fusesoc`."""
+        return self.directory / f"{self.config.module_name(unit)}.core"
+
+    @property
+    def lint_waivers(self) -> Path:
+        """Verilator configuration file with the lint waivers, used by the cores' ``lint`` targets."""
+        return self.directory / fusesoc.waiver_name(self.config)
+
+    @property
+    def smoke_testbench(self) -> Path | None:
+        """The AXI top's self-checking smoke testbench (its core's ``sim`` target), if it is generated."""
+        return self.directory / fusesoc.testbench_name(self.config) if "axi" in self.config.units else None
+
     @property
     def resolved_config(self) -> Path:
         return self.directory / f"{self.config.name}.config.json"
@@ -87,8 +104,13 @@ class GeneratedDesign:
             sources = " ".join(path.name for path in self.sources_of(unit))
             listed += [(self.verilog_of(unit), f"module {module} ({role})"),
                        (self.ports_of(unit), f"ports of {module}"),
-                       (self.filelist_of(unit), f"file list of {module}: {sources}")]
-        listed += [(self.resolved_config, "configuration: configured and derived values"),
+                       (self.filelist_of(unit), f"file list of {module}: {sources}"),
+                       (self.core_of(unit), f"FuseSoC core {fusesoc.core_name(self.config, unit)}")]
+        if self.smoke_testbench is not None:
+            role = f"AXI-Lite smoke testbench of {self.config.module_name('axi')} (its core's sim target)"
+            listed.append((self.smoke_testbench, role))
+        listed += [(self.lint_waivers, "Verilator lint waivers of the cores' lint targets"),
+                   (self.resolved_config, "configuration: configured and derived values"),
                    (self.filelist, "file list of every Verilog file of the design")]
         return listed
 
@@ -142,6 +164,11 @@ def render(config: StagConfig) -> dict[str, str]:
         # Paths are relative to the file list's own directory (Verilator: `-F`), so the directory
         # can be moved into any flow unchanged.
         files[design.filelist_of(unit).name] = "".join(f"{path.name}\n" for path in design.sources_of(unit))
+        files[design.core_of(unit).name] = fusesoc.core_description(
+            config, unit, [path.name for path in design.sources_of(unit)])
+    if design.smoke_testbench is not None:
+        files[design.smoke_testbench.name] = fusesoc.axi_smoke_testbench(config, json.loads(rendered["axi"][1]))
+    files[design.lint_waivers.name] = verilator_config()
     files[design.resolved_config.name] = _json(config.resolved())
     files[design.filelist.name] = "".join(f"{design.verilog_of(u).name}\n" for u in design.modules)
     assert list(files) == [path.name for path, _ in design.files()]

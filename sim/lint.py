@@ -1,6 +1,6 @@
 """Lint generated Verilog with ``verilator --lint-only -Wall`` against one list of waivers.
 
-Every warning Verilator prints must be matched by a waiver in :data:`LINT_WAIVERS`, each with the
+Every warning Verilator prints must be matched by a waiver in :data:`hw.lint_waivers.LINT_WAIVERS`, each with the
 reason it is harmless in Amaranth output; anything else fails the lint. A waiver never covers a
 top-level port: an unused or undriven port is always reported.
 """
@@ -14,57 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw.generate import GeneratedDesign
+from hw.lint_waivers import LINT_WAIVERS, Waiver
 from sim import toolchain
 
 __all__ = ["LINT_WAIVERS", "LintReport", "LintWarning", "Waiver", "lint", "lint_module"]
 
-
-@dataclass(frozen=True)
-class Waiver:
-    """Warnings of ``code`` whose message matches ``pattern`` (a regex) are accepted, for ``reason``."""
-
-    code: str
-    pattern: str
-    reason: str
-
-
-LINT_WAIVERS: tuple[Waiver, ...] = (
-    Waiver("PROCASSINIT", r".*",
-           "Amaranth gives every register a Verilog initial value equal to its reset value, so the "
-           "FPGA power-up state matches reset; the register is also assigned in its always block."),
-    Waiver("UNUSEDSIGNAL", r"Bits of signal are not used: '\$\d+'",
-           "carry-out bits of Amaranth temporaries for arithmetic that wraps on purpose (counters, "
-           "the accumulator) are dropped by the truncating assignment."),
-    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z0-9_$]+\.[A-Za-z0-9_.\[\]]+'",
-           "Amaranth emits a named alias wire for every field of a struct-typed signal "
-           "(e.g. 'i_stream__payload.a') for waveform readability; logic uses the flat vector."),
-    Waiver("UNUSEDSIGNAL", r"Signal is not used: '\$\d+'",
-           "an Amaranth temporary ($N) whose value is read only through another net it was merged "
-           "into, e.g. the unused counters of the PE lanes inside the core (the core counts MACs itself)."),
-    Waiver("UNUSEDSIGNAL", r"Signal is not used: '[A-Za-z_][A-Za-z0-9_]*(\$\d+)?(\[\d+\])?'",
-           "Amaranth keeps every named internal signal (and each element of an array-typed one, and "
-           "a submodule's copy of its ports, suffixed $N, and the elements of such a copy) as an "
-           "alias wire for waveform readability while logic reads the underlying net; the top "
-           "module's ports are excluded from this waiver."),
-    Waiver("UNUSEDSIGNAL", r"(Bits of signal are|Signal is) not used: '(dsp_p'\[35:\d+\]|dsp_signedp')",
-           "hw.mac connects every output of the MULT18X18D primitive; only the low a_bits + b_bits "
-           "bits of its 36-bit product carry the (sign-extended) product, the rest and SIGNEDP are "
-           "not needed."),
-    Waiver("WIDTHEXPAND", r".*",
-           "Amaranth computes exact result widths and relies on Verilog's implicit extension of the "
-           "narrower operand (zero for unsigned, sign for signed), which is Amaranth's own semantics; "
-           "the arithmetic is verified bit-exactly in cosimulation."),
-    Waiver("WIDTHTRUNC", r".*",
-           "an Amaranth .eq() truncates a wider value to the target's width on purpose (wrapping "
-           "counters and accumulators, indices into a smaller range, the boolean of a multi-bit "
-           "test); every such value is verified bit-exactly in cosimulation."),
-    Waiver("CASEINCOMPLETE", r".*",
-           "Amaranth emits If/Switch as a casez preceded by the default assignment of every target, "
-           "so a value no case covers keeps that default: the logic is complete."),
-    Waiver("DECLFILENAME", r"does not match MODULE name: '[A-Za-z0-9_]+\.",
-           "a design file holds its top module followed by the submodules Amaranth emits for it "
-           "(named '<top>.<path>'); the file is named after the top."),
-)
 
 # An unused or undriven top-level port is a real defect whatever the waivers say.
 _PORT_CODES = frozenset({"UNUSEDSIGNAL", "UNDRIVEN"})

@@ -25,7 +25,8 @@ def test_generation_is_byte_identical_across_runs(tmp_path, name):
     assert preset(name).units == units
     assert set(first) == {f"stag_{name}.v", f"{name}.ports.json", f"stag_{name}.f", f"{name}.config.json", f"{name}.f",
                           *(f"stag_{name}_{u}.v" for u in units), *(f"{name}.{u}.ports.json" for u in units),
-                          *(f"stag_{name}_{u}.f" for u in units)}
+                          *(f"stag_{name}_{u}.f" for u in units), f"stag_{name}.core",
+                          *(f"stag_{name}_{u}.core" for u in units), f"stag_{name}.vlt", f"tb_stag_{name}_axi.v"}
     # GeneratedDesign.files() names exactly what is written (the CLI prints it).
     listed = [path for path, _ in generate(preset(name), tmp_path / "c").files()]
     assert sorted(path.name for path in listed) == sorted(first)
@@ -79,7 +80,8 @@ def test_units_can_be_switched_off(tmp_path):
     config = dataclasses.replace(preset("tiny"), units=())
     design = generate(config, tmp_path)
     assert sorted(p.name for p in design.directory.iterdir()) == [
-        "stag_tiny.f", "stag_tiny.v", "tiny.config.json", "tiny.f", "tiny.ports.json"]
+        "stag_tiny.core", "stag_tiny.f", "stag_tiny.v", "stag_tiny.vlt", "tiny.config.json", "tiny.f",
+        "tiny.ports.json"]
 
 
 def test_regeneration_replaces_the_directory(tmp_path):

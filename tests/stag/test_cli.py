@@ -21,8 +21,9 @@ def test_generate_twice_is_byte_identical(tmp_path, capsys):
     capsys.readouterr()
     assert main(["generate", "--preset", "default", "--out", str(tmp_path / "b")]) == 0
     first, second = read_tree(tmp_path / "a"), read_tree(tmp_path / "b")
-    # The top and each unit: .v, ports and file list each; the resolved config; the design's file list.
-    assert first == second and len(first) == 3 * (1 + len(preset("default").units)) + 2
+    # The top and each unit: .v, ports, file list and FuseSoC core each; the resolved config, the design's
+    # file list, the lint waivers and the AXI top's smoke testbench.
+    assert first == second and len(first) == 4 * (1 + len(preset("default").units)) + 4
     out = capsys.readouterr().out
     # Every file written is printed (with its path), and where --out puts the design.
     printed = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
