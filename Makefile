@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Cosimulations build their own directories per worker, so they run in parallel safely.
 JOBS   ?= auto
 
-.PHONY: setup system-packages test test-long lint demo bench study regress formal clean
+.PHONY: setup system-packages test test-long lint demo bench study regress formal soak clean
 
 setup: system-packages $(STAMP)
 
@@ -53,6 +53,14 @@ regress: setup
 	@for algo in $(ALGOS); do \
 		$(BIN)/stag compare --algo $$algo --train --preset default --sim both --out runs/regress/$$algo || exit 1; \
 	done
+
+# The soak (not part of `make test`): random programs through the AXI top on both simulators until
+# TILES result tiles, every beat and counter against ref; resumable (runs/soak/batches/), sharded over
+# the CPUs; summary in runs/soak/summary.json. `make soak TILES=2000` for a small run.
+TILES ?= 100000
+SOAK_PRESET ?= default
+soak: setup
+	$(BIN)/python -m sim.soak --preset $(SOAK_PRESET) --tiles $(TILES) --out runs/soak
 
 # Measured benchmarks (not part of `make test`): results are printed and written to benchmarks/results/.
 bench: setup

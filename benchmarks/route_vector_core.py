@@ -2,6 +2,7 @@
 
     python benchmarks/route_vector_core.py [--mode sparse|dense] [--unit core|lane] [--placer static|heap]
                                            [--freq MHZ] [--pnr-timeout MIN] [--seed N]
+                                           [--lanes L]
 
 The core of ``benchmarks/throughput.py`` (8 lanes x 16 MULT18X18D with their registers, tiles
 64 x 16 x 64, 128-bit stream), ``sparse`` with skipping on or ``dense`` with it off, through
@@ -58,6 +59,9 @@ def main() -> int:
     parser.add_argument("--mode", choices=("sparse", "dense"), default="sparse")
     parser.add_argument("--freq", type=float, default=150.0, help="nextpnr target in MHz (default 150)")
     parser.add_argument("--pnr-timeout", type=float, default=45.0, metavar="MIN")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="lanes of the core (default: the benchmark's); another count is written to "
+                             "vector_core_MODE_<L>lanes.json, so the scaling study keeps each size")
     parser.add_argument("--seed", type=int, default=1,
                         help="nextpnr's placement seed (default 1): a router that diverges on one placement "
                              "may converge on another")
@@ -68,6 +72,8 @@ def main() -> int:
                         help="the whole core (default) or one of its lanes alone")
     args = parser.parse_args()
     params = dataclasses.replace(VECTOR, target="ecp5", sparse=args.mode == "sparse")
+    if args.lanes is not None and args.lanes != params.lanes:
+        params = dataclasses.replace(params, lanes=args.lanes)
     if args.unit == "lane":
         name, top, position = "vector_lane", "vector_lane", params.lanes // 2 - 1
         design = VectorLane(vector=params.vector, tile_k=params.tile_k, operand_bits=params.operand_bits,
@@ -80,6 +86,7 @@ def main() -> int:
         what = (f"vector core ({args.mode}, {params.lanes} x {params.vector}, tiles {params.tile_m} x {params.vector} "
                 f"x {params.tile_k})")
     name += "" if args.placer == "static" else f"_{args.placer}"
+    name += "" if params.lanes == VECTOR.lanes else f"_{params.lanes}lanes"
     work = ROOT / "runs" / name
     work.mkdir(parents=True, exist_ok=True)
     source = work / f"{top}.v"
