@@ -228,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="forget finished batches and start over")
     args = parser.parse_args(argv)
     sims = tuple(s for s in args.sims.split(",") if s)
-    for name, value, low in (("--tiles", args.tiles, 1), ("--shards", args.shards, 1), ("--programs", args.programs, 1)):
-        if value < low:
-            parser.error(f"{name} must be at least {low}, got {value}")
+    for name, value in (("--tiles", args.tiles), ("--shards", args.shards), ("--programs", args.programs)):
+        if value < 1:
+            parser.error(f"{name} must be at least 1, got {value}")
     if not sims or any(s not in SIMULATORS for s in sims) or len(set(sims)) != len(sims):
         parser.error(f"--sims must list distinct simulators of {', '.join(SIMULATORS)}, got {args.sims!r}")
     config = load_config(args.config) if args.config else preset(args.preset or "default")
