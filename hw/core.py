@@ -336,7 +336,7 @@ class SparseCore(wiring.Component):
             resprop.p_we.eq(self.resprop_p_we),
             self.resprop_p_rdata.eq(resprop.p_rdata),
         ]
-        m.d.comb += resprop.i_out_bits.eq(cmd.out_bits)
+        m.d.comb += [resprop.i_out_bits[b].eq(cmd.out_bits) for b in range(len(quantizers))]
         for b, rq in enumerate(quantizers):
             m.d.comb += [
                 resprop.i_codes[b].eq(rq.o_value),

@@ -74,7 +74,10 @@ class DrainReSprop(wiring.Component):
         The core's drain state: a drain runs; the drain pipeline moves; a beat is read (with
         ``step``); a resprop beat enters the output register (with ``step``).
     i_codes : In(ArrayLayout(signed(acc_bits), lanes))   the requantized codes ``g`` of the beat
-    i_out_bits : In(6)      the drain's ``out_bits`` (held for the whole drain)
+    i_out_bits : In(ArrayLayout(6, lanes))
+        the drain's ``out_bits``, one copy per lane (a core spread over the chip gives each group
+        of lanes a copy of its own); held for the whole drain, from a cycle before the first beat
+        reaches the requantizers' second register
     i_rounded : In(ArrayLayout(signed(operand_bits + 2), lanes)), i_nonzero, i_above, i_below : In(lanes)
         the requantizers' ``o_rounded``, ``o_nonzero``, ``o_above`` and ``o_below`` for the beat,
         from which the difference is decided beside the saturation
@@ -119,7 +122,7 @@ class DrainReSprop(wiring.Component):
             "issue": In(1),
             "emit": In(1),
             "i_codes": In(data.ArrayLayout(signed(acc_bits), lanes)),
-            "i_out_bits": In(6),
+            "i_out_bits": In(data.ArrayLayout(6, lanes)),
             "i_rounded": In(data.ArrayLayout(signed(operand_bits + 2), lanes)),
             "i_nonzero": In(lanes),
             "i_above": In(lanes),
@@ -242,7 +245,7 @@ class DrainReSprop(wiring.Component):
                 diff.en.eq(self.step),
                 diff.i_p.eq(p_round[e * ob:(e + 1) * ob]),
                 diff.i_thr.eq(thr),
-                diff.i_out_bits.eq(self.i_out_bits),
+                diff.i_out_bits.eq(self.i_out_bits[e]),
                 diff.i_rounded.eq(self.i_rounded[e]),
                 diff.i_above.eq(self.i_above[e]),
                 diff.i_below.eq(self.i_below[e]),

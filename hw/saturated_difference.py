@@ -8,7 +8,11 @@ of the whole core. Here the two saturated cases ``g = L`` and ``g = -L`` depend 
 ``P`` and ``T``, so they are decided a cycle early and registered; the unsaturated case ``g = r``
 is one add and two compares of registered operands. The saturation's own decisions select among
 the three, so no carry chain follows them, and the requantizer's shared limit register gains no
-load (each lane forms ``L`` from ``out_bits`` itself).
+load (each lane forms ``L`` from ``out_bits`` itself). ``L`` is registered from ``out_bits``
+before it enters the subtracts: the drain's ``out_bits`` comes from its command register across
+the core, and that route plus the thermometer decode in series with ``-L - P`` and the compare
+was the 4-lane vector core's clock path (47.9 MHz). ``out_bits`` is held for a whole drain, so a
+copy one cycle old is the same value.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ __all__ = ["SaturatedDifference"]
 class SaturatedDifference(wiring.Component):
     """``D = clamp(r, -L, L) - P`` and ``|D| > T`` for one code, in two parts around one register.
 
-    Latency: ``i_p``, ``i_thr`` and ``i_out_bits`` are taken in a cycle with ``en`` high (the
-    cycle before the code's saturation decision, as the requantizer's second register takes the
-    rounded value); ``o_keep`` and ``o_diff`` are combinational from that register and
+    Latency: ``i_p`` and ``i_thr`` are taken in a cycle with ``en`` high (the cycle before the
+    code's saturation decision, as the requantizer's second register takes the rounded value);
+    ``i_out_bits`` is registered every cycle, so it must hold its value from the cycle before
+    ``en`` through it. ``o_keep`` and ``o_diff`` are combinational from the ``en`` register and
     ``i_rounded``, ``i_above``, ``i_below``, and hold while ``en`` is low.
 
     Parameters
@@ -39,7 +44,8 @@ class SaturatedDifference(wiring.Component):
     en : In(1)                   take ``i_p``, ``i_thr``, ``i_out_bits``
     i_p : In(signed(b))          ``P``
     i_thr : In(unsigned(b))      ``T``
-    i_out_bits : In(6)           the drain's code width: ``L = 2**(out_bits-1) - 1``
+    i_out_bits : In(6)           the drain's code width: ``L = 2**(out_bits-1) - 1`` (read a
+                                 cycle before ``en``)
     i_rounded : In(signed(b + 2))
         The low ``b + 2`` bits of ``r``. Only read when ``r`` is not saturated, and then
         ``|r| <= L < 2**(b-1)``, so those bits are ``r``.
@@ -71,8 +77,9 @@ class SaturatedDifference(wiring.Component):
 
         # ---- before the register: the saturated cases, and the unsaturated case's bounds ----------
         # L = 2**(out_bits-1) - 1 as a thermometer code: bit i is set while i < out_bits - 1.
+        # Registered free-running (not on en): out_bits is held through a drain (class docstring).
         limit = Signal(unsigned(b))
-        m.d.comb += limit.eq(Cat(self.i_out_bits > i + 1 for i in range(b)))
+        m.d.sync += limit.eq(Cat(self.i_out_bits > i + 1 for i in range(b)))
 
         def kept(d):
             return (d > thr) | (-d > thr)

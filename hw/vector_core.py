@@ -77,10 +77,16 @@ DESCRIPTOR_QUEUE = 4
 #: Rows read ahead of the dispatch decision (enough for one row per cycle: a read enters the queue
 #: two cycles after it is issued).
 ROW_QUEUE = 3
-#: Copies of each per-drain constant (the pruner's tau, the top-K threshold) for the requantizers,
-#: copy g delayed 1 + g cycles: at most 4, so the last settles before a drain's first decision
-#: (five cycles after the drain starts) even when the threshold was set just a cycle before.
+#: Copies of each per-drain constant (the pruner's tau, the top-K threshold, the drain command's
+#: settings and their decoding) for the requantizers, copy g delayed 1 + g cycles: at most 4, so
+#: the last settles before it is first used (``DRAIN_SETTLE``).
 CONSTANT_COPIES = 4
+#: Cycles between a drain's start and its first accumulator read. The drain's settings reach the
+#: requantizers, spread across the chip beside their accumulator memories, through the copies
+#: above; the settle lets the last copy of the decoded shift and limit (registered once, then
+#: delayed up to CONSTANT_COPIES cycles) arrive before the first value does. The drain runs under
+#: the next tile's GEMMs, so this costs the demo iteration 0.2-0.3 % of its cycles.
+DRAIN_SETTLE = 3
 
 
 @dataclass(frozen=True)
@@ -478,8 +484,11 @@ class VectorCore(wiring.Component):
         round_valid, quant_valid = Signal(name="round_valid"), Signal(name="quant_valid")
         decided_valid = Signal(name="decided_valid")    # the requantizers' third register
         out_ready = ~self.o_data.valid | self.o_data.ready
-        issuing = draining & (drain_index != tm)
+        settle = Signal(range(DRAIN_SETTLE + 1))
+        issuing = draining & (drain_index != tm) & (settle == 0)
         step = draining & out_ready
+        with m.If(settle != 0):
+            m.d.sync += settle.eq(settle - 1)
         m.d.comb += [drain_rd.addr.eq(dcmd.acc * tm + drain_index), drain_rd.en.eq(step)]
         stored = data.View(sums_layout, drain_rd.data)
         read_live = Signal()
@@ -495,19 +504,14 @@ class VectorCore(wiring.Component):
         controls = Signal(decoder.o_controls.shape())
         m.d.comb += [decoder.i_shift.eq(dcmd.shift), decoder.i_out_bits.eq(dcmd.out_bits)]
         m.d.sync += controls.eq(decoder.o_controls)
-        # The pruner's draws: one per element of a pruned beat, as it enters the requantizers' third
-        # register (where their decisions are registered).
-        m.submodules.prune_draws = draws = PruneDraws(lanes=vec, lfsr_width=p.lfsr_width, lfsr_taps=p.lfsr_taps,
-                                                      tau_bits=p.prune_tau_bits)
-        pruned_beat = step & quant_valid & dcmd.prune
-        m.d.comb += [draws.i_tau.eq(self.prune_tau), draws.i_seed.eq(self.prune_seed),
-                     draws.load.eq(self.prune_load), draws.advance.eq(pruned_beat)]
         # The per-drain constants reach the requantizers through copies, one per group of lanes:
         # the lanes sit beside their accumulator memories across the chip, and a single register
-        # fanning out to all of them was the core's clock path (an 11.2 ns net). Copy g is the
-        # value delayed 1 + g cycles, so no two copies are alike and synthesis keeps them apart.
-        # The last settles CONSTANT_COPIES cycles after its source, within the time a prune load
-        # or a top-K threshold is given before a drain's first decision (docs/interface.md).
+        # fanning out to all of them was the core's clock path (an 11.2 ns net, and for the drain's
+        # out_bits a 6.9 ns one). Copy g is the value delayed 1 + g cycles, so no two copies are
+        # alike and synthesis keeps them apart (identical registers would be merged back into one).
+        # The last settles CONSTANT_COPIES cycles after its source, within the time a prune load or
+        # a top-K threshold is given before a drain's first decision (docs/interface.md), and
+        # within the drain's DRAIN_SETTLE for its own settings.
         groups = min(vec, CONSTANT_COPIES)
 
         def copies(value, name):
@@ -515,6 +519,18 @@ class VectorCore(wiring.Component):
             m.d.sync += [dst.eq(src) for dst, src in zip(chain, [value, *chain[:-1]], strict=True)]
             return [chain[v * groups // vec] for v in range(vec)]
 
+        controls_at = copies(controls, "controls")
+        out_bits_at = copies(dcmd.out_bits, "out_bits")
+        rounding_at, relu_at = copies(dcmd.rounding, "rounding"), copies(dcmd.relu, "relu")
+        topk_at, prune_at = copies(dcmd.topk, "topk"), copies(dcmd.prune, "prune")
+        resprop_at = copies(dcmd.resprop, "resprop")
+        # The pruner's draws: one per element of a pruned beat, as it enters the requantizers' third
+        # register (where their decisions are registered).
+        m.submodules.prune_draws = draws = PruneDraws(lanes=vec, lfsr_width=p.lfsr_width, lfsr_taps=p.lfsr_taps,
+                                                      tau_bits=p.prune_tau_bits)
+        pruned_beat = step & quant_valid & dcmd.prune
+        m.d.comb += [draws.i_tau.eq(self.prune_tau), draws.i_seed.eq(self.prune_seed),
+                     draws.load.eq(self.prune_load), draws.advance.eq(pruned_beat)]
         tau_at, tau_m1_at = copies(draws.o_tau, "tau"), copies(draws.o_tau_m1, "tau_m1")
         thr_m1_at, thr_zero_at = copies(thr_m1, "thr_m1"), copies(thr_zero, "thr_zero")
         quantizers = []
@@ -526,9 +542,9 @@ class VectorCore(wiring.Component):
             with m.If(step):
                 m.d.sync += held.eq(Mux(read_live, stored[v], 0))
             m.d.comb += [
-                rq.i_value.eq(held), rq.i_controls.eq(controls),
-                rq.i_rounding.eq(dcmd.rounding), rq.i_relu.eq(dcmd.relu), rq.i_topk.eq(dcmd.topk),
-                rq.i_prune.eq(dcmd.prune), rq.i_tau.eq(tau_at[v]), rq.i_tau_m1.eq(tau_m1_at[v]),
+                rq.i_value.eq(held), rq.i_controls.eq(controls_at[v]),
+                rq.i_rounding.eq(rounding_at[v]), rq.i_relu.eq(relu_at[v]), rq.i_topk.eq(topk_at[v]),
+                rq.i_prune.eq(prune_at[v]), rq.i_tau.eq(tau_at[v]), rq.i_tau_m1.eq(tau_m1_at[v]),
                 rq.i_draw_m1.eq(draws.o_draw_m1[v]),
                 rq.i_thr_m1.eq(thr_m1_at[v]), rq.i_thr_zero.eq(thr_zero_at[v]), rq.en.eq(step),
             ]
@@ -551,7 +567,7 @@ class VectorCore(wiring.Component):
             resprop.step.eq(step),
             resprop.issue.eq(step & issuing),
             resprop.emit.eq(step & decided_valid & dcmd.resprop),
-            resprop.i_out_bits.eq(dcmd.out_bits),
+            *(resprop.i_out_bits[v].eq(out_bits_at[v]) for v in range(vec)),
             self.resprop_nnz.eq(resprop.o_nnz),
             self.resprop_exp_next.eq(resprop.o_exp_next),
             resprop.p_addr.eq(self.resprop_p_addr),
@@ -567,8 +583,8 @@ class VectorCore(wiring.Component):
                 resprop.i_above[v].eq(rq.o_above),
                 resprop.i_below[v].eq(rq.o_below),
             ]
-        out_values = [Mux(dcmd.resprop, resprop.o_values[v], rq.o_value) for v, rq in enumerate(quantizers)]
-        out_masks = [Mux(dcmd.resprop, resprop.o_mask[v], rq.o_mask) for v, rq in enumerate(quantizers)]
+        out_values = [Mux(resprop_at[v], resprop.o_values[v], rq.o_value) for v, rq in enumerate(quantizers)]
+        out_masks = [Mux(resprop_at[v], resprop.o_mask[v], rq.o_mask) for v, rq in enumerate(quantizers)]
         with m.If(step):
             m.d.sync += [
                 self.o_data.valid.eq(decided_valid),
@@ -610,10 +626,11 @@ class VectorCore(wiring.Component):
             m.d.comb += loader.release.eq(1)
             m.d.sync += running.eq(0)
         with m.If(starting_drain):
-            m.d.sync += [draining_desc.eq(incoming), draining.eq(1), drain_index.eq(0), read_valid.eq(0),
-                         held_valid.eq(0), round_valid.eq(0), quant_valid.eq(0), decided_valid.eq(0)]
-        with m.Elif(draining & ~issuing & ~read_valid & ~held_valid & ~round_valid & ~quant_valid & ~decided_valid
-                    & out_ready):
+            m.d.sync += [draining_desc.eq(incoming), draining.eq(1), drain_index.eq(0), settle.eq(DRAIN_SETTLE),
+                         read_valid.eq(0), held_valid.eq(0), round_valid.eq(0), quant_valid.eq(0),
+                         decided_valid.eq(0)]
+        with m.Elif(draining & (drain_index == tm) & ~read_valid & ~held_valid & ~round_valid & ~quant_valid
+                    & ~decided_valid & out_ready):
             m.d.sync += draining.eq(0)
         # (The pruner's sum is final when idle: its two registers after the last beat are empty.)
         m.d.comb += self.idle.eq(~running & ~draining & ~descriptors.r_rdy & ~loader.busy & ~self.i_cmd.valid &

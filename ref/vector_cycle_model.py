@@ -77,8 +77,9 @@ ROW_QUEUE = 3
 #: Write-back: registers after the result chain (the arriving result, the accumulator read, its
 #: registered data, the sum); each must be empty to end a GEMM.
 WRITEBACK_STAGES = 4
-#: Drain: the first result beat leaves this many cycles after the DRAIN was taken.
-DRAIN_FIRST_BEAT = 7
+#: Drain: the first result beat leaves this many cycles after the DRAIN was taken (3 of them the
+#: settle that lets the drain's settings reach the requantizers, ``hw.vector_core.DRAIN_SETTLE``).
+DRAIN_FIRST_BEAT = 10
 #: Drain: the next command can start this many cycles after the last beat.
 DRAIN_TAIL = 1
 

@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """``hw.saturated_difference`` against ``ref``: ReSprop's ``S`` of a saturated code, every case.
 
-The unit sees P, T and out_bits a cycle early and the rounded value before the saturation; the model saturates first
-(``ref.numerics.saturate``) and then takes ``ref.resprop_codes.sparse_difference``. The core's
+The unit sees P and T a cycle early (out_bits two), and the rounded value before the saturation;
+the model saturates first (``ref.numerics.saturate``) and then takes ``ref.resprop_codes.sparse_difference``. The core's
 random programs rarely meet the boundaries ``|D| = T`` and ``|D| = T + 1`` on a saturated code,
 so this test sweeps them: exhaustively for 4-bit codes, at the boundaries for 8-bit codes.
 """
@@ -26,8 +26,9 @@ def low_bits(v: int, bits: int) -> int:
 
 
 def check(code_bits: int, cases: list[tuple[int, int, int, int]]) -> int:
-    """Drive every ``(r, out_bits, p, t)`` (P, T and out_bits one ``en`` cycle before r) and
-    compare ``S`` (``o_keep ? o_diff : 0``) with ref's. Returns how many codes saturated."""
+    """Drive every ``(r, out_bits, p, t)`` (out_bits from the cycle before ``en``, P and T in the
+    ``en`` cycle before r) and compare ``S`` (``o_keep ? o_diff : 0``) with ref's. Returns how
+    many codes saturated."""
     unit = SaturatedDifference(code_bits)
     saturated = 0
 
@@ -37,10 +38,12 @@ def check(code_bits: int, cases: list[tuple[int, int, int, int]]) -> int:
             lim = qmax(out_bits)
             g = int(saturate(torch.tensor(r), out_bits))
             saturated += g != r
+            # out_bits a cycle before en (the limit is registered from it) and through en.
+            ctx.set(unit.i_out_bits, out_bits)
+            await ctx.tick()
             ctx.set(unit.en, 1)
             ctx.set(unit.i_p, p)
             ctx.set(unit.i_thr, t)
-            ctx.set(unit.i_out_bits, out_bits)
             await ctx.tick()
             # The register holds while en is low, whatever the first-stage inputs do.
             ctx.set(unit.en, 0)
