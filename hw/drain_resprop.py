@@ -14,10 +14,12 @@ bank and writes sample ``j``'s codes into the other; ``load`` swaps them if the 
 
 Timing, in the core's drain pipeline (``step``: the pipeline moves; ``issue``: a beat's bank read
 is issued this cycle): the P word is read with the accumulator banks, carried down three
-registers beside the value (read register, the requantizer's two; four behind requantizers of
-latency 3, ``requantizer_latency``) and meets the code in the cycle the requantizer shows it;
-``o_values`` / ``o_mask`` are combinational from there into the core's output register, so a
-resprop drain takes the same cycles as any drain. The difference is not formed after the
+registers beside the value (read register, the requantizer's two) and meets the rounded value in
+the cycle the requantizer's second register shows it; the beat's bookkeeping goes on to the cycle
+the requantizer shows the code (one more register behind requantizers of latency 3,
+``requantizer_latency``, where the difference registers its result beside their decision
+register). ``o_values`` / ``o_mask`` are combinational from there into the core's output
+register, so a resprop drain takes the same cycles as any drain. The difference is not formed after the
 saturation (that put two carry chains in series on the clock path): ``hw.saturated_difference``
 decides the saturated cases a cycle early and selects among the three cases with the
 requantizer's own saturation decisions. ``emit`` (the beat enters the output register) writes
@@ -57,7 +59,7 @@ class DrainReSprop(wiring.Component):
     nnz_bits : int         width of the nonzero count
     requantizer_latency : int
         ``en`` cycles of the requantizers whose outputs arrive on ``i_codes`` (2, or 3 with their
-        ``decision_register``): P and the beat's bookkeeping are carried that far
+        ``decision_register``): the beat's bookkeeping is carried that far
 
     Members
     -------
@@ -79,7 +81,8 @@ class DrainReSprop(wiring.Component):
         of lanes a copy of its own); held for the whole drain, from a cycle before the first beat
         reaches the requantizers' second register
     i_rounded : In(ArrayLayout(signed(operand_bits + 2), lanes)), i_nonzero, i_above, i_below : In(lanes)
-        the requantizers' ``o_rounded``, ``o_nonzero``, ``o_above`` and ``o_below`` for the beat,
+        the requantizers' ``o_rounded``, ``o_above`` and ``o_below`` (from their second register)
+        and ``o_nonzero`` (with their code) for the beat,
         from which the difference is decided beside the saturation
     o_values : Out(ArrayLayout(signed(acc_bits), lanes)) ``S``, sign-extended
     o_mask : Out(lanes)                                   ``S != 0`` (0 on tile padding)
@@ -213,14 +216,15 @@ class DrainReSprop(wiring.Component):
             meta_issue.lanes_ok.eq(Mux(beat_cols < 0, 0, Mux(beat_cols > lanes, lanes, beat_cols))),
         ]
         # meta: read register, held (the requantizer's input), then one per requantizer register;
-        # P: held, then one per requantizer register but the last (the difference registers it).
+        # P: held, then the requantizer's first register (the difference registers it beside the
+        # second; behind a decision register, the difference's own output register follows).
         metas = [Signal(meta_layout, name=f"meta_{i}") for i in range(self._latency + 2)]
-        ps = [Signal(lanes * ob, name=f"p_{i}") for i in range(self._latency)]
+        ps = [Signal(lanes * ob, name=f"p_{i}") for i in range(2)]
         with m.If(self.step):
             m.d.sync += [dst.eq(src) for dst, src in zip(metas, [meta_issue, *metas[:-1]], strict=True)]
             m.d.sync += [dst.eq(src) for dst, src in zip(ps, [rd.data, *ps[:-1]], strict=True)]
         meta_quant = metas[-1]       # the beat the requantizers show
-        p_round = ps[-1]             # its P, a cycle ahead
+        p_round = ps[-1]             # the P of the beat entering their second register
 
         # ---- read port: the drain's P words, or the host's element -------------------------------
         host_word = self.p_addr[lane_bits:lane_bits + wb] if wb else Const(0)
@@ -234,11 +238,14 @@ class DrainReSprop(wiring.Component):
 
         # ---- the difference, per lane -------------------------------------------------------------
         # Decided beside the requantizer's saturation (hw.saturated_difference): P and T enter it as
-        # the beat moves into the requantizer's last register, its code a cycle later.
+        # the beat moves into the requantizer's second register, its rounded value and saturation
+        # decisions a cycle later. Behind a decision register (latency 3) the difference registers
+        # its result with it, so its compares and selects do not share a clock period with the
+        # output beat's mask and value selects.
         codes_ob = []
         for e in range(lanes):
             code = Signal(signed(ob + 1), name=f"code{e}")   # |g| < 2**(ob-1): out_bits <= operand_bits
-            m.submodules[f"difference{e}"] = diff = SaturatedDifference(ob)
+            m.submodules[f"difference{e}"] = diff = SaturatedDifference(ob, output_register=self._latency == 3)
             mask = Signal(name=f"mask{e}")
             m.d.comb += [
                 code.eq(self.i_codes[e]),

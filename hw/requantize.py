@@ -133,13 +133,17 @@ class Requantizer(wiring.Component):
     o_mask : Out(1)         the mask bit, same timing as ``o_value``: ``o_value > 0`` (the ReLU
                             mask), or with ``i_topk`` SWAT's keep bit ``|o_value| >= thr``
     o_rounded : Out(signed(code_bits + 2))
-        the low ``code_bits + 2`` bits of the second register's rounded value ``r``, same timing
-        as ``o_value`` (all of ``r`` where the code is ``r`` unsaturated and ``out_bits <= code_bits``)
+        the low ``code_bits + 2`` bits of the second register's rounded value ``r`` (all of ``r``
+        where the code is ``r`` unsaturated and ``out_bits <= code_bits``), shown ``side_latency``
+        (2) ``en`` cycles after its input: with ``o_value`` at latency 2, a cycle ahead of it with
+        ``decision_register``, so that a unit beside the requantizer registers its own decision
+        together with the third register
     o_nonzero : Out(1)      ``r != 0``, which is ``o_value != 0`` on a drain without ReLU or pruning
+                            (same timing as ``o_value``)
     o_above : Out(1), o_below : Out(1)
-        the saturation's own decisions ``r > limit`` and ``r < -limit``: a unit after the
-        requantizer selects its results for the three cases with them, beside the saturation
-        rather than after it (``hw.saturated_difference``)
+        the saturation's own decisions ``r > limit`` and ``r < -limit``, timed as ``o_rounded``: a
+        unit after the requantizer selects its results for the three cases with them, beside the
+        saturation rather than after it (``hw.saturated_difference``)
 
     Pruning (``ref.stochastic_prune_codes.prune_codes``; ``g`` the code, ``t = draw_m1 + 1``)::
 
@@ -185,6 +189,11 @@ class Requantizer(wiring.Component):
     def latency(self) -> int:
         """``en`` cycles from ``i_value`` to ``o_value``: 2, or 3 with ``decision_register``."""
         return 3 if self._decision_register else 2
+
+    @property
+    def side_latency(self) -> int:
+        """``en`` cycles from ``i_value`` to ``o_rounded``, ``o_above`` and ``o_below``: 2."""
+        return 2
 
     def elaborate(self, platform):
         m = Module()
@@ -318,11 +327,11 @@ class Requantizer(wiring.Component):
         zeroed = ~relu_zero & pruning & drop
         substituted = ~relu_zero & pruning & ~drop & small
 
+        # The saturation's decisions and r leave from the second register whatever the latency.
+        m.d.comb += [self.o_rounded.eq(s_rounded[:len(self.o_rounded)]), self.o_above.eq(s_above),
+                     self.o_below.eq(s_below)]
         outputs = [
-            (self.o_rounded, s_rounded[:len(self.o_rounded)]),
             (self.o_nonzero, s_rounded != 0),
-            (self.o_above, s_above),
-            (self.o_below, s_below),
             (self.o_code, relued),
             (self.o_mask, mask),
         ]

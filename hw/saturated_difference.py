@@ -33,6 +33,11 @@ class SaturatedDifference(wiring.Component):
     ``en`` through it. ``o_keep`` and ``o_diff`` are combinational from the ``en`` register and
     ``i_rounded``, ``i_above``, ``i_below``, and hold while ``en`` is low.
 
+    With ``output_register``, ``o_keep`` and ``o_diff`` are registered at the next ``en`` (so they
+    show a code's result one ``en`` cycle after ``i_rounded``, ``i_above`` and ``i_below`` carried
+    it, and hold while ``en`` is low): the unsaturated case's compares and the selects then have a
+    clock period of their own, as the requantizer's ``decision_register`` has for its own.
+
     Parameters
     ----------
     code_bits : int
@@ -55,9 +60,10 @@ class SaturatedDifference(wiring.Component):
     o_diff : Out(signed(b + 2))  ``D``
     """
 
-    def __init__(self, code_bits: int) -> None:
+    def __init__(self, code_bits: int, *, output_register: bool = False) -> None:
         b = code_bits
         self._bits = b
+        self._output_register = output_register
         super().__init__({
             "en": In(1),
             "i_p": In(signed(b)),
@@ -105,8 +111,11 @@ class SaturatedDifference(wiring.Component):
         # ---- after it: the saturation's decisions select ------------------------------------------
         r = self.i_rounded
         above, below = self.i_above, self.i_below
-        m.d.comb += [
-            self.o_keep.eq(Mux(above, r_keep_above, Mux(below, r_keep_below, (r > r_x) | (r <= r_y_m1)))),
-            self.o_diff.eq(Mux(above, r_d_above, Mux(below, r_d_below, r + r_neg_p))),
-        ]
+        keep = Mux(above, r_keep_above, Mux(below, r_keep_below, (r > r_x) | (r <= r_y_m1)))
+        diff = Mux(above, r_d_above, Mux(below, r_d_below, r + r_neg_p))
+        if self._output_register:
+            with m.If(self.en):
+                m.d.sync += [self.o_keep.eq(keep), self.o_diff.eq(diff)]
+        else:
+            m.d.comb += [self.o_keep.eq(keep), self.o_diff.eq(diff)]
         return m

@@ -50,14 +50,17 @@ def test_saturation_edges_equal_ref(decision_register):
             ctx.set(unit.i_shift, shift)
             ctx.set(unit.i_out_bits, out_bits)
             ctx.set(unit.i_rounding, ROUNDING_CODES[rounding])
-            await ctx.tick().repeat(unit.latency)
-            want = int(requantize(torch.tensor(value), shift, out_bits, rounding))
-            got = ctx.get(unit.o_value)
-            assert got == want, f"{value=} {shift=} {out_bits=} {rounding=}: {got}, ref {want}"
-            # o_above / o_below are the saturation's decisions on the rounded value r.
+            # o_above / o_below are the saturation's decisions on the rounded value r, shown
+            # side_latency cycles after the value (a cycle ahead of the code at latency 3).
+            await ctx.tick().repeat(unit.side_latency)
             r = int(shift_round(torch.tensor(value), shift, rounding))
             lim = qmax(out_bits)
             assert (ctx.get(unit.o_above), ctx.get(unit.o_below)) == (r > lim, r < -lim), (value, shift, out_bits)
+            if unit.latency > unit.side_latency:
+                await ctx.tick().repeat(unit.latency - unit.side_latency)
+            want = int(requantize(torch.tensor(value), shift, out_bits, rounding))
+            got = ctx.get(unit.o_value)
+            assert got == want, f"{value=} {shift=} {out_bits=} {rounding=}: {got}, ref {want}"
             checked += 1
             above += r > lim
             below += r < -lim

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 from amaranth.sim import Simulator
 
@@ -25,11 +26,11 @@ def low_bits(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-def check(code_bits: int, cases: list[tuple[int, int, int, int]]) -> int:
+def check(code_bits: int, cases: list[tuple[int, int, int, int]], output_register: bool = False) -> int:
     """Drive every ``(r, out_bits, p, t)`` (out_bits from the cycle before ``en``, P and T in the
-    ``en`` cycle before r) and compare ``S`` (``o_keep ? o_diff : 0``) with ref's. Returns how
-    many codes saturated."""
-    unit = SaturatedDifference(code_bits)
+    ``en`` cycle before r) and compare ``S`` (``o_keep ? o_diff : 0``) with ref's, a cycle after r
+    with ``output_register``. Returns how many codes saturated."""
+    unit = SaturatedDifference(code_bits, output_register=output_register)
     saturated = 0
 
     async def bench(ctx):
@@ -54,6 +55,14 @@ def check(code_bits: int, cases: list[tuple[int, int, int, int]]) -> int:
             ctx.set(unit.i_rounded, low_bits(r, code_bits + 2))
             ctx.set(unit.i_above, r > lim)
             ctx.set(unit.i_below, r < -lim)
+            if output_register:
+                # The result is registered at the next en; afterwards the inputs no longer matter.
+                ctx.set(unit.en, 1)
+                await ctx.tick()
+                ctx.set(unit.en, 0)
+                ctx.set(unit.i_rounded, low_bits(~r, code_bits + 2))
+                ctx.set(unit.i_above, r <= lim)
+                ctx.set(unit.i_below, r >= -lim)
             got = ctx.get(unit.o_diff) if ctx.get(unit.o_keep) else 0
             want = sparse_difference(g, p, t)
             assert got == want, f"r={r} out_bits={out_bits} p={p} t={t}: S = {got}, ref {want}"
@@ -65,7 +74,8 @@ def check(code_bits: int, cases: list[tuple[int, int, int, int]]) -> int:
     return saturated
 
 
-def test_every_case_of_4_bit_codes():
+@pytest.mark.parametrize("output_register", [False, True], ids=["combinational", "registered"])
+def test_every_case_of_4_bit_codes(output_register):
     b = 4
     # Rounded values around both limits, and far ones whose low bits look like small codes.
     far = [(1 << (b + 2)) + 1, (1 << (b + 3)) - 2, 3 << (b + 2)]
@@ -74,7 +84,7 @@ def test_every_case_of_4_bit_codes():
              for r in [*range(-qmax(out_bits) - 3, qmax(out_bits) + 4), *far, *(-v for v in far)]
              for p in range(-(1 << (b - 1)), 1 << (b - 1))
              for t in range(1 << b)]
-    saturated = check(b, cases)
+    saturated = check(b, cases, output_register)
     print(f"{len(cases)} cases, {saturated} saturated")
     assert saturated > len(cases) // 4
 
