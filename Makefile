@@ -14,10 +14,12 @@ JOBS   ?= auto
 
 setup: system-packages $(STAMP)
 
-# Icarus Verilog (Debian) and the C++ toolchain and perl that Verilator models need.
+# Icarus Verilog (Debian), the C++ toolchain and perl that Verilator models need, and Chromium, which
+# the tests of `stag report` render its HTML page with (headless).
 system-packages:
 	@missing=""; \
 	command -v iverilog >/dev/null 2>&1 || missing="$$missing iverilog"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v g++      >/dev/null 2>&1 || missing="$$missing g++"; \
 	command -v make     >/dev/null 2>&1 || missing="$$missing make"; \
 	command -v perl     >/dev/null 2>&1 || missing="$$missing perl"; \
@@ -35,8 +37,10 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(JOBS) -q -m "not long" --durations=15
 
-# The tests marked `long` (more random programs on the default design, a whole iteration on both
-# simulators): the same checks as `make test` at a larger size, about 5 more minutes on 2 cores.
+# The tests marked `long`, left out of `make test` to keep it under 20 minutes on 2 cores: more
+# random programs and the AXI top on the default design, the units' cosimulations on the default
+# preset (make test runs them on tiny), a whole iteration on both simulators, `stag compare` on
+# both simulators and its mismatch report: about 15 more minutes on 2 cores.
 test-long: setup
 	$(BIN)/python -m pytest -n $(JOBS) -q -m long
 

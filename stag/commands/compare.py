@@ -30,7 +30,7 @@ from ref.policies.registry import ALGOS
 from sim.runner import SIMULATORS
 from stag.commands.common import add_design_arguments, config_from_args
 
-__all__ = ["add_parser", "format_table", "run"]
+__all__ = ["add_parser", "add_report_fields", "format_table", "run"]
 
 #: Batch size of the iteration ``--train`` captures (the digits CNN's training default is 32).
 DEFAULT_TRAIN_BATCH = 8
@@ -123,6 +123,25 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def add_report_fields(rows: list[dict], jobs) -> None:
+    """Add to each ``compare.json`` row (``sim.compare.compare_rows``, in job order) what ``stag report``
+    draws beside the measurements:
+
+    - ``model_breakdown``: the cycle model's cycles per ``ref.cycle_model.CATEGORIES`` (load not
+      hidden, fill, compute, pipeline drain, drain beats; they sum to ``model_cycles``);
+    - ``model_lane_imbalance``: the compute cycles not spent issuing a MAC on every lane;
+    - ``real_macs``: M x K x N of the pass's GEMM (``dense_macs`` counts whole tiles, padding
+      included), the MACs dense-equivalent throughput is counted in (``benchmarks/throughput.py``).
+    """
+    from ref.design_study.gemm import reduction_length
+
+    for row, job in zip(rows, jobs, strict=True):
+        shape = job.program.output_shape
+        row["model_breakdown"] = dict(job.estimate.categories)
+        row["model_lane_imbalance"] = job.estimate.lane_imbalance
+        row["real_macs"] = None if shape is None else shape[0] * reduction_length(job.trace_pass) * shape[1]
+
+
 def _load_passes(args, config, scratch: Path, progress):
     from ref.contract.trace_programs import make_digits_trace, trace_programs
     from ref.traces import load_trace
@@ -171,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         design, dense = generate_pair(config, args.rtl, dense_rtl=args.dense_cycles == "rtl")
         sims = SIMULATORS if args.sim == "both" else (args.sim,)
         rows, mismatches = replay_and_compare(jobs, config, design, dense, sims, work, progress=progress)
+        add_report_fields(rows, jobs)
         for row in rows:
             row.update(algo=trace.algo, iteration=trace.records[args.iteration].iteration, design=config.name,
                        sims=list(sims))

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ref.traces import load_trace
     from sim.compare import generate_pair, make_jobs, replay_and_compare, total_row
     from sim.core_program import acc_buffers
-    from stag.commands.compare import format_table
+    from stag.commands.compare import add_report_fields, format_table
 
     if args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
@@ -107,12 +107,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"== {step}/{steps} golden model: train the digits CNN briefly under {', '.join(args.algos)}, "
           f"capture one iteration each (batch {args.batch})")
     scratch = Path(tempfile.mkdtemp(prefix="stag_demo_"))
+    args.results.mkdir(parents=True, exist_ok=True)
     try:
         traces = {}
         for algo in args.algos:
             t0 = time.perf_counter()
             traces[algo] = load_trace(make_digits_trace(scratch / algo, algo=algo, batch_size=args.batch,
                                                         train_subset=3 * args.batch))
+            # The short training run's metrics (accuracy per epoch, work per pass) for `stag report`.
+            shutil.copyfile(scratch / algo / "metrics.json", args.results / f"{algo}.metrics.json")
             print(f"   {algo}: iteration {traces[algo].records[0].iteration} captured "
                   f"({time.perf_counter() - t0:.1f} s)")
         step += 1
@@ -120,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
               f"dense baseline on {dense.config.top_name if dense else config.top_name}")
         runners: dict = {}
         summary = []
-        args.results.mkdir(parents=True, exist_ok=True)
         for algo in args.algos:
             passes = trace_programs(traces[algo], tile_m=config.tile_m, tile_n=config.tile_n, tile_k=config.tile_k,
                                     operand_bits=config.operand_bits, acc_bits=config.acc_bits,
@@ -129,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
             rows, mismatches = replay_and_compare(
                 jobs, config, design, dense, ("verilator",), Path(args.work) / "demo" / config.name / algo,
                 progress=lambda line, algo=algo: print(f"   {algo}: {line}"), runners=runners)
+            add_report_fields(rows, jobs)
+            for row in rows:   # the keys `stag compare` adds to its rows
+                row.update(algo=algo, iteration=traces[algo].records[0].iteration, design=config.name,
+                           sims=["verilator"])
             (args.results / f"{algo}.compare.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
             print(f"-- {algo}")
             print(format_table(rows))
@@ -149,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"   replay     one training iteration (batch {args.batch}) per algorithm, every conv and linear layer, "
           "FWD/BWI/BWW, through the AXI top on Verilator; cycles measured on the sparse and the dense RTL")
     _print_summary(summary)
-    print(f"   results    {args.results}/<algo>.compare.json, {args.results}/summary.json")
+    print(f"   results    {args.results}/<algo>.compare.json, {args.results}/<algo>.metrics.json, "
+          f"{args.results}/summary.json (an HTML page of them: stag report {args.results})")
     print(f"   time       {time.perf_counter() - started:.1f} s")
     return 0 if all(s["match"] for s in summary) else 1

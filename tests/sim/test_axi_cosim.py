@@ -45,6 +45,7 @@ def test_axi_top_tiny(built_designs, tmp_path, seed):
     _run_both(built_designs, tmp_path, "tiny", seed)
 
 
+@pytest.mark.long
 def test_axi_top_default(built_designs, tmp_path):
     """The default core (8 lanes, 16x16x64 tiles): one ungapped and one gapped program."""
     seed = 3

@@ -37,7 +37,7 @@ def codec_vectors(tmp_path_factory):
 
 
 @pytest.mark.parametrize("unit", ["bitmap_encode", "bitmap_decode"])
-@pytest.mark.parametrize("preset_name", ["tiny", "default"])
+@pytest.mark.parametrize("preset_name", ["tiny", pytest.param("default", marks=pytest.mark.long)])
 def test_bitmap_codec_on_both_simulators(built_designs, tmp_path, codec_vectors, preset_name, unit):
     for seed in (1, 2):
         print(f"preset={preset_name} unit={unit} STAG_SEED={seed}")

@@ -147,6 +147,7 @@ def test_mismatch_is_located_and_its_window_dumped(tmp_path, built_designs):
         assert value == partials[gemm] and 0 <= lane < config.lanes and cycle < mismatch.cycle
 
 
+@pytest.mark.long
 def test_cli_compare_both_simulators(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["compare", "--algo", "swat", "--train", "--batch", "1", "--preset", "tiny", "--layers", "conv2,fc",
@@ -198,6 +199,7 @@ def test_cli_demo_replays_training_layers(tmp_path, capsys):
     assert all(r["dense_cycles_source"] == "rtl" for r in rows)
 
 
+@pytest.mark.long
 def test_cli_compare_reports_a_mismatch(tmp_path, capsys, monkeypatch):
     """The command's mismatch path: one expected element of the first pass is changed on the ref
     side; the command must exit 1, name the element, write the FST and show the lanes' results."""

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.cosim
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("preset_name", ["tiny", "default"])
+@pytest.mark.parametrize("preset_name", ["tiny", pytest.param("default", marks=pytest.mark.long)])
 def test_lfsr_unit_on_both_simulators(built_designs, tmp_path, preset_name, seed):
     print(f"preset={preset_name} STAG_SEED={seed}")
     records = {}

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.cosim
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize("preset_name", ["tiny", "default"])
+@pytest.mark.parametrize("preset_name", ["tiny", pytest.param("default", marks=pytest.mark.long)])
 def test_pe_lane_on_both_simulators(built_designs, tmp_path, preset_name, seed):
     print(f"preset={preset_name} STAG_SEED={seed}")
     records = {}

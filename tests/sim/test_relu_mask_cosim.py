@@ -41,7 +41,7 @@ def trace_vectors(tmp_path_factory):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("preset_name", ["tiny", "default"])
+@pytest.mark.parametrize("preset_name", ["tiny", pytest.param("default", marks=pytest.mark.long)])
 @pytest.mark.parametrize("unit", ["relu_mask", "mask_apply"])
 def test_unit_on_both_simulators(built_designs, trace_vectors, tmp_path, unit, preset_name, seed):
     print(f"unit={unit} preset={preset_name} STAG_SEED={seed}")

@@ -23,7 +23,7 @@ def resprop_trace(tmp_path_factory):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("preset_name", ["tiny", "default"])
+@pytest.mark.parametrize("preset_name", ["tiny", pytest.param("default", marks=pytest.mark.long)])
 def test_resprop_unit_on_both_simulators(built_designs, tmp_path, resprop_trace, preset_name, seed):
     print(f"preset={preset_name} STAG_SEED={seed}")
     cfg = preset(preset_name)

@@ -29,7 +29,7 @@ def digits_fc_dy(tmp_path_factory):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("preset_name", ["tiny", "default"])
+@pytest.mark.parametrize("preset_name", ["tiny", pytest.param("default", marks=pytest.mark.long)])
 def test_stochastic_pruner_on_both_simulators(built_designs, tmp_path, digits_fc_dy, preset_name, seed):
     print(f"preset={preset_name} STAG_SEED={seed}")
     design, _ = built_designs(preset_name, "icarus", unit="stochastic_pruner")

@@ -36,7 +36,7 @@ def trace_tensors(tmp_path_factory):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("preset_name", ["tiny", "default"])
+@pytest.mark.parametrize("preset_name", ["tiny", pytest.param("default", marks=pytest.mark.long)])
 def test_topk_unit_on_both_simulators(built_designs, trace_tensors, tmp_path, preset_name, seed):
     print(f"preset={preset_name} STAG_SEED={seed}")
     records = {}
