@@ -276,12 +276,13 @@ class DrainReSprop(wiring.Component):
         # ---- counts: the emitted mask bits, added a cycle later (off the result path) -------------
         # The controller's decision is the sign of 10000 * nnz - target * n, summed per element as
         # 10000 - target (a nonzero S) or -target (a zero one; tile padding adds nothing). The two
-        # terms are registered at load, so the sum needs adders only, no multiplier.
+        # terms are registered at load, so the sum needs adders only, no multiplier. Each element's
+        # term is chosen at emit into a register of its own, so the cycle after holds only the
+        # adder tree and the accumulation: choosing the terms from a registered mask in that cycle
+        # too put a 6.9 ns net from the mask's register to the tree on the 4-lane vector core's
+        # critical path (53.2 MHz, docs/design_study.md).
         counted = Signal(lanes)
-        counted_elems = Signal(lanes)
-        m.d.sync += [counted.eq(Mux(self.emit, self.o_mask, 0)),
-                     counted_elems.eq(Mux(self.emit & meta_quant.row_ok,
-                                          Cat(meta_quant.lanes_ok > e for e in range(lanes)), 0))]
+        m.d.sync += counted.eq(Mux(self.emit, self.o_mask, 0))
         term_bits = TARGET_BITS + 2
         hit = Signal(signed(term_bits))
         miss = Signal(signed(term_bits))
@@ -289,7 +290,10 @@ class DrainReSprop(wiring.Component):
             m.d.sync += [hit.eq(PERCENT_SCALE - self.i_target), miss.eq(-self.i_target)]
         diff_mag = ((1 << TARGET_BITS) - 1) * words * lanes * (1 << len(self.i_samples))
         diff = Signal(signed(diff_mag.bit_length() + 1))
-        terms = [Mux(counted_elems[e], Mux(counted[e], hit, miss), 0) for e in range(lanes)]
+        terms = [Signal(signed(term_bits), name=f"count_term{e}") for e in range(lanes)]
+        for e, term in enumerate(terms):
+            counts = self.emit & meta_quant.row_ok & (meta_quant.lanes_ok > e)
+            m.d.sync += term.eq(Mux(counts, Mux(self.o_mask[e], hit, miss), 0))
         while len(terms) > 1:   # a balanced adder tree, as popcount
             terms = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)] + terms[len(terms) - len(terms) % 2:]
         with m.If(self.load):

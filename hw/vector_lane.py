@@ -238,13 +238,21 @@ class VectorLane(wiring.Component):
             m.d.sync += [*(getattr(pending, name).eq(getattr(self.i_chain.row, name)) for name in HEAD_FIELDS),
                          pending_bank.eq(write_bank), write_bank.eq(~write_bank),
                          pending_valid.eq(1)]
-        # Each bank loads a row from the chain, and shifts one value down as the row issues, so the
-        # value to issue is always at the bottom of the bank ``cur`` names.
+        # Each bank loads a row one cycle after it passed on the chain, from this lane's own chain
+        # register (free-running, so it still holds that row), under a registered load bit: the
+        # row's valid and target then reach the ~600 data selects of a bank through one flip-flop
+        # placed beside them, not through the chain's valid across the chip (an 11 ns net, the
+        # 4-lane core's critical path at 59.7 MHz, docs/design_study.md). The row cannot issue
+        # before that: it takes the cycle after it arrives at the earliest and issues the next.
+        # A bank also shifts one value down as its row issues, so the value to issue is always at
+        # the bottom of the bank ``cur`` names.
+        load = Signal(2)
+        m.d.sync += load.eq(Mux(mine, Mux(write_bank, 0b10, 0b01), 0))
         for b, bank in enumerate(banks):
             with m.If(issue & (cur_bank == b)):
                 m.d.sync += bank.as_value().eq(bank.as_value() >> bits)
-            with m.If(mine & (write_bank == b)):
-                m.d.sync += bank.eq(self.i_chain.row.values)
+            with m.If(load[b]):
+                m.d.sync += bank.eq(self.o_chain.row.values)
         m.d.sync += [self.o_took.eq(take), self.issued.eq(issue)]
 
         # ---- t+1: the B row's address from the registered lowest bit ---------------------------
