@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Cosimulations build their own directories per worker, so they run in parallel safely.
 JOBS   ?= auto
 
-.PHONY: setup system-packages test test-long lint demo bench study regress formal soak clean
+.PHONY: setup system-packages test test-long lint demo bench study regress sweep formal soak clean
 
 setup: system-packages $(STAMP)
 
@@ -57,6 +57,12 @@ regress: setup
 	@for algo in $(ALGOS); do \
 		$(BIN)/stag compare --algo $$algo --train --preset default --sim both --out runs/regress/$$algo || exit 1; \
 	done
+
+# A design-space exploration on the exact cycle models (docs/sweep.md): 48 points on a local Ray
+# instance, under a minute on 2 cores; results, Pareto table and plot in runs/sweep/small/ (a rerun
+# skips the finished points).
+sweep: setup
+	$(BIN)/stag sweep examples/sweep_small.toml
 
 # The soak (not part of `make test`): random programs through the AXI top on both simulators until
 # TILES result tiles, every beat and counter against ref; resumable (runs/soak/batches/), sharded over

@@ -38,17 +38,16 @@ sys.path.insert(0, str(ROOT))
 from amaranth.back import verilog  # noqa: E402
 
 from hw.vector_core import VectorCore, VectorCoreParams  # noqa: E402
-from ref.contract.trace_programs import make_digits_trace, trace_programs  # noqa: E402
+from ref.contract.trace_programs import trace_programs  # noqa: E402
 from ref.cycle_model import predict_cycles  # noqa: E402
 from ref.design_study.gemm import program_operands, reduction_length  # noqa: E402
 from ref.policies.registry import ALGOS  # noqa: E402
-from ref.traces import load_trace  # noqa: E402
 from ref.vector_lowering import lower_for_vector_core  # noqa: E402
 from sim.runner import build_sources, run_cocotb_top  # noqa: E402
 from sim.vector_cases import VectorCase, write_vector_cases  # noqa: E402
+from stag.workload import dense_equivalent_gmacs, iteration_trace, pass_dense_macs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-BATCH = 4
 #: The present default core's geometry (configs/default.toml).
 PRESENT = dict(lanes=8, tile_m=16, tile_n=16, tile_k=64, bus_elems=16, operand_bits=8)
 #: The vector core measured here.
@@ -103,14 +102,13 @@ def main() -> int:
     cases: dict[str, list[VectorCase]] = {"vector_sparse": [], "dense_max": []}
     with tempfile.TemporaryDirectory(prefix="stag_throughput_") as scratch:
         for algo in ALGOS:
-            trace = load_trace(make_digits_trace(Path(scratch) / algo, algo=algo, batch_size=BATCH,
-                                                 train_subset=3 * BATCH))
+            trace = iteration_trace(algo, scratch)
             passes = trace_programs(trace, tile_m=PRESENT["tile_m"], tile_n=PRESENT["tile_n"],
                                     tile_k=PRESENT["tile_k"], operand_bits=8, acc_bits=VECTOR.acc_bits)
             dense_macs[algo] = 0
             for p in passes:
                 a, b, mask = program_operands(p.program, k=reduction_length(p))
-                dense_macs[algo] += a.shape[0] * a.shape[1] * b.shape[1]
+                dense_macs[algo] += pass_dense_macs(p)
                 for core, sparse in (("sparse", True), ("dense_same", False)):
                     model[core, algo] = model.get((core, algo), 0) + predict_cycles(
                         p.program, lanes=PRESENT["lanes"], tile_m=PRESENT["tile_m"], tile_n=PRESENT["tile_n"],
@@ -140,7 +138,7 @@ def main() -> int:
         for algo in ALGOS:
             cycles = measured.get((core, algo), model[core, algo])
             fmax = ppa.get("fmax_mhz")
-            gmacs = dense_macs[algo] / cycles * fmax / 1e3 if fmax else None
+            gmacs = dense_equivalent_gmacs(dense_macs[algo], cycles, fmax) if fmax else None
             row = {"core": core, "algo": algo, "dense_macs": dense_macs[algo], "cycles": cycles,
                    "model_cycles": model[core, algo], "cycles_source": "verilator" if (core, algo) in measured
                    else "cycle model", "fmax_mhz": fmax, "gmacs": None if gmacs is None else round(gmacs, 3),

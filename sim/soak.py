@@ -1,7 +1,7 @@
 """Soak: random programs through the AXI top on Icarus and Verilator, until a number of result tiles.
 
     python -m sim.soak [--preset NAME | --config FILE] [--tiles N] [--shards P] [--sims icarus,verilator]
-                       [--programs P] [--out DIR] [--fresh]
+                       [--programs P] [--out DIR] [--fresh] [--address HOST:PORT | local]
 
 (``make soak TILES=N``.) Work comes in batches, one per seed (1, 2, 3, ...): a batch is
 ``sim.axi_cases.axi_cases(config, seed, count=P)``: P random programs cycling through every
@@ -17,6 +17,12 @@ design (built once per worker and simulator, in ``DIR/build/``). A finished batc
 ``DIR/batches/seed_<n>.json`` (atomically); a rerun skips every finished seed, and stops once the
 finished batches hold ``N`` tiles. ``--fresh`` starts over.
 
+**On Ray** (``--address HOST:PORT``, or ``local`` for a Ray instance of this machine's CPUs): the
+batches run as Ray tasks, ``P`` at a time, one CPU each, each Ray worker keeping its own builds as
+a worker process does; the coordinator writes each finished batch's file itself, so the nodes of a
+cluster need no shared file system for the results (``DIR`` must be a path every node can write;
+it is made absolute). The batches' results are the same as with local worker processes.
+
 **Summary** (``DIR/summary.json``, rewritten after every batch): ``programs``, ``tiles`` (result
 tiles, i.e. drains), ``mismatches`` (programs found wrong: a batch stops at its first failing
 program, so a failing batch counts one; a difference between the simulators' records counts one),
@@ -30,6 +36,7 @@ that simulator's runs, cocotb included). A failing batch keeps its run directory
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -120,6 +127,44 @@ def run_batch(settings: SoakSettings, seed: int) -> dict:
 
 
 # ---- coordinator side --------------------------------------------------------------------------------
+class _RayPool:
+    """``submit(fn, *args)`` as a Ray task (one CPU) on the cluster at ``address`` (``"local"``: a new
+    local instance), returning a ``concurrent.futures.Future``; the interface of ``ProcessPoolExecutor``
+    that :func:`run_soak` uses."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+        self._temp_dir: str | None = None
+        self._remote: dict = {}
+
+    def __enter__(self) -> _RayPool:
+        import logging
+        import tempfile
+
+        import ray
+
+        options = {"log_to_driver": False, "logging_level": logging.ERROR}
+        if self._address == "local":
+            self._temp_dir = tempfile.mkdtemp(prefix="stag_ray_", dir="/tmp" if os.path.isdir("/tmp") else None)
+            options.update(include_dashboard=False, _temp_dir=self._temp_dir)
+        ray.init(address=self._address, **options)
+        return self
+
+    def submit(self, fn, *args):
+        import ray
+
+        if fn not in self._remote:
+            self._remote[fn] = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(fn)
+        return self._remote[fn].remote(*args).future()
+
+    def __exit__(self, *exc_info) -> None:
+        import ray
+
+        ray.shutdown()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+
 def _write_json(path: Path, obj: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".json.partial")
@@ -158,19 +203,24 @@ def summarize(settings: SoakSettings, batches: list[dict], config_failures: list
     }
 
 
-def run_soak(settings: SoakSettings, tiles: int, shards: int, *, fresh: bool = False, log=print) -> dict:
-    """Run batches until the finished ones hold ``tiles`` result tiles; the summary."""
+def run_soak(settings: SoakSettings, tiles: int, shards: int, *, fresh: bool = False, log=print,
+             address: str | None = None) -> dict:
+    """Run batches until the finished ones hold ``tiles`` result tiles; the summary. ``address``: run
+    the batches as Ray tasks on that cluster (``"local"``: a local Ray instance), ``shards`` at a time."""
+    if address is not None:
+        settings = dataclasses.replace(settings, out=Path(settings.out).resolve())
     if fresh:
         for sub in ("batches", "work", "build"):
             shutil.rmtree(settings.out / sub, ignore_errors=True)
     done = {b["seed"]: b for b in finished_batches(settings.out)}
     have = sum(b["tiles"] for b in done.values())
     log(f"soak of {settings.config.name} on {', '.join(settings.simulators)}: {have:,} of {tiles:,} tiles "
-        f"already done in {len(done)} batches; {shards} worker(s)")
+        f"already done in {len(done)} batches; {shards} worker(s)"
+        f"{'' if address is None else f' as Ray tasks ({address})'}")
     config_failures: list[str] = []
     started = time.perf_counter()
     next_seed = 1
-    with ProcessPoolExecutor(max_workers=shards) as pool:
+    with ProcessPoolExecutor(max_workers=shards) if address is None else _RayPool(address) as pool:
         pending = {}
         planned = have
         stopped = False
@@ -195,6 +245,8 @@ def run_soak(settings: SoakSettings, tiles: int, shards: int, *, fresh: bool = F
                     stopped = True     # the batches in flight finish; no new one starts
                     continue
                 done[seed] = batch
+                # The worker wrote it too; on a cluster without a shared file system, only this copy is here.
+                _write_json(settings.out / "batches" / f"seed_{seed}.json", batch)
                 have += batch["tiles"]
                 elapsed = time.perf_counter() - started
                 sims = "  ".join(f"{sim} {'ok' if e['ok'] else 'FAIL'} {e['seconds']:.0f} s"
@@ -226,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--programs", type=int, default=6, help="random programs per batch (default 6)")
     parser.add_argument("--out", default="runs/soak", metavar="DIR", help="run directory (default runs/soak)")
     parser.add_argument("--fresh", action="store_true", help="forget finished batches and start over")
+    parser.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="run the batches as Ray tasks on this cluster, --shards at a time ('local': a local "
+                             "Ray instance); default: local worker processes")
     args = parser.parse_args(argv)
     sims = tuple(s for s in args.sims.split(",") if s)
     for name, value in (("--tiles", args.tiles), ("--shards", args.shards), ("--programs", args.programs)):
@@ -235,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sims must list distinct simulators of {', '.join(SIMULATORS)}, got {args.sims!r}")
     config = load_config(args.config) if args.config else preset(args.preset or "default")
     settings = SoakSettings(config=config, out=Path(args.out), simulators=sims, programs=args.programs)
-    summary = run_soak(settings, args.tiles, args.shards, fresh=args.fresh)
+    summary = run_soak(settings, args.tiles, args.shards, fresh=args.fresh, address=args.address)
     rates = "; ".join(f"{sim}: {s['cycles']:,} cycles in {s['seconds']:,.0f} s ({s['cycles_per_second'] or 0:,}/s)"
                       for sim, s in summary["per_simulator"].items())
     print(f"soak: {summary['programs']:,} programs, {summary['tiles']:,} tiles, {summary['mismatches']} mismatches, "

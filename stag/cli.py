@@ -8,11 +8,11 @@ import sys
 from hw.config import ConfigError
 from sim import toolchain
 from sim.runner import CosimFailure
-from stag.commands import compare, demo, doctor, generate, report, sim, synth, train
+from stag.commands import compare, demo, doctor, generate, regress, report, sim, sweep, synth, train
 
 __all__ = ["main"]
 
-_COMMANDS = (generate, sim, synth, train, compare, demo, report, doctor)
+_COMMANDS = (generate, sim, synth, train, compare, demo, report, sweep, regress, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

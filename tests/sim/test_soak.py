@@ -54,3 +54,20 @@ def test_soak_reports_a_wrong_beat(tmp_path, monkeypatch):
     batch = json.loads((settings.out / "batches" / "seed_1.json").read_text(encoding="utf-8"))
     assert not batch["ok"] and "beat 0" in batch["simulators"]["icarus"]["failure"]
     assert (settings.out / "work" / "seed_1").is_dir()
+
+
+@pytest.mark.long   # 40 s alone, 480 s beside other cosimulations: a local Ray instance per run
+def test_soak_on_ray_equals_worker_processes(tmp_path):
+    # The same batch through a local Ray instance (--address local) and through a worker process.
+    runs = {}
+    for label, address in (("ray", "local"), ("processes", None)):
+        settings = dataclasses.replace(_settings(tmp_path / label), programs=1)
+        summary = soak.run_soak(settings, tiles=1, shards=1, log=lambda *a, **k: None, address=address)
+        batch = json.loads((settings.out / "batches" / "seed_1.json").read_text(encoding="utf-8"))
+        runs[label] = (summary, batch)
+    (ray_summary, ray_batch), (summary, batch) = runs["ray"], runs["processes"]
+    assert ray_summary["mismatches"] == 0 and ray_batch["ok"]
+    for key in ("programs", "tiles", "seeds", "mismatches"):
+        assert ray_summary[key] == summary[key]
+    assert ray_batch["names"] == batch["names"]
+    assert ray_batch["simulators"]["icarus"]["cycles"] == batch["simulators"]["icarus"]["cycles"] > 0
