@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from stag.report.inputs import RunInputs
+from stag.workload import dense_equivalent_gmacs
 
 __all__ = [
     "DEFAULT_BASELINES",
@@ -157,7 +158,7 @@ class ThroughputRow:
 
 
 def _gmacs(real_macs: int, cycles: int, fmax_mhz: float | None) -> float | None:
-    return round(real_macs / cycles * fmax_mhz / 1e3, 3) if fmax_mhz and cycles else None
+    return round(dense_equivalent_gmacs(real_macs, cycles, fmax_mhz), 3) if fmax_mhz and cycles else None
 
 
 def _baseline_gmacs(baselines: Baselines, core: str, algo: str, real_macs: int | None) -> tuple[float | None, str]:
